@@ -1,0 +1,106 @@
+# mlpfbench — build, run and test.
+#
+#   make run     install missing OS packages, build, run the default benchmark
+#   make test    install missing OS packages (and the test tools), build, run every test
+#   make         build only (needs the packages already installed)
+#   make sanitize  build with ASan + UBSan and run the unit tests
+#
+# Dependencies are found with pkg-config; scripts/install-deps.sh installs them.
+
+CC       ?= gcc
+BUILD    ?= build
+PKGS     := openblas hdf5-openmpi hwloc check ompi-c
+OPT      ?= -O3 -march=native
+# Warnings are errors in CI (CI=true) and whenever WERROR=1.
+ifneq ($(filter true 1,$(CI) $(WERROR)),)
+  WFLAGS := -Werror
+endif
+WFLAGS   += -Wall -Wextra -Wshadow -Wno-unused-parameter
+CFLAGS   ?= $(OPT) -g
+CPPFLAGS += -Iinclude
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp $(WFLAGS) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -fopenmp -lm
+
+# Files whose floating point must be bit-identical on every machine
+# (initialisation and event generation): no fused multiply-add contraction.
+PORTABLE := src/rng.c src/params.c src/generator.c
+
+LIB_SRC  := src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+            src/batch.c src/generator.c src/h5util.c src/cli.c
+APP_SRC  := src/main.c src/train.c
+TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all build deps deps-test run test test-unit test-parity test-cli sanitize clean help
+
+all: build
+build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump
+
+help:
+	@sed -n '2,9p' Makefile
+
+# Fail early, with the names, when a dependency is missing.
+.PHONY: check-pkgs
+check-pkgs:
+	@missing=""; for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "error: pkg-config cannot find:$$missing" >&2; \
+	  echo "       run scripts/install-deps.sh (or 'make run' / 'make test', which do)" >&2; exit 1; fi
+
+ifneq ($(MAKECMDGOALS),clean)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+endif
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
+
+$(BUILD)/libmlpf.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/mlpfbench: $(APP_OBJ) $(BUILD)/libmlpf.a
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDFLAGS)
+
+$(BUILD)/test_unit: $(TEST_OBJ) $(BUILD)/libmlpf.a
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDFLAGS)
+
+$(BUILD)/parity_dump: $(BUILD)/tests/parity_dump.o $(BUILD)/libmlpf.a
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDFLAGS)
+
+deps:
+	@scripts/install-deps.sh
+deps-test:
+	@scripts/install-deps.sh --test
+
+# The default benchmark: hepscore22 on generated events (see README.md).
+RUN_ARGS ?=
+run: deps
+	@$(MAKE) --no-print-directory build
+	$(BUILD)/mlpfbench train $(RUN_ARGS)
+
+test: deps-test
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory test-unit test-cli test-parity
+
+test-unit:
+	$(BUILD)/test_unit
+
+test-cli:
+	tests/cli.sh $(BUILD)/mlpfbench
+
+test-parity:
+	tests/parity.sh $(BUILD)
+
+# ASan + UBSan build of the unit tests, in its own build directory.
+sanitize: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/test_unit
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-san/test_unit
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,13 @@
+/* Strict command-line number parsing: a bad value is an error that names the
+ * flag, never a silent zero. */
+#ifndef MLPF_CLI_H
+#define MLPF_CLI_H
+
+#include <stdint.h>
+
+/* Parse a whole decimal integer in [lo, hi]; on error print a message naming
+ * the flag and return -1. */
+int cli_int(const char *flag, const char *text, long long lo, long long hi, long long *out);
+int cli_double(const char *flag, const char *text, double lo, double hi, double *out);
+
+#endif

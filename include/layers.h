@@ -1,0 +1,49 @@
+/* Layer primitives of the CPU backend: each a forward and a backward function
+ * over row-major arrays of N rows. Matrix products go through cblas_sgemm;
+ * element-wise work is OpenMP-parallel over rows. Backward functions ACCUMULATE
+ * into parameter gradients (the caller zeroes them once per step). */
+#ifndef MLPF_LAYERS_H
+#define MLPF_LAYERS_H
+
+#include <stdint.h>
+
+#include "params.h"
+
+/* C (M x N, ldc) = alpha * op(A) op(B) + beta * C, row-major. */
+void gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* out (N x d->out) = in (N x d->in) W + b */
+void dense_forward(const dense_t *d, const float *in, float *out, int64_t N);
+/* g->W += in^T dout, g->b += colsum(dout); din (if not NULL) = dout W^T,
+ * added to din when accumulate is set, else overwritten. */
+void dense_backward(const dense_t *d, dense_t *g, const float *in, const float *dout, float *din,
+                    int accumulate, int64_t N, const float *ones);
+
+/* Element-wise activations over n values. */
+void gelu_forward(const float *x, float *y, int64_t n);
+/* dx = dy * gelu'(x) (overwrites dx; dx may alias dy) */
+void gelu_backward(const float *x, const float *dy, float *dx, int64_t n);
+void elu_forward(const float *x, float *y, int64_t n);
+/* dx = dy * elu'(x) (dx may alias dy) */
+void elu_backward(const float *x, const float *dy, float *dx, int64_t n);
+
+/* LayerNorm over rows of width C: y = gamma * xhat + beta; saves xhat and rstd. */
+void layernorm_forward(const float *x, const float *gamma, const float *beta, float eps, float *y,
+                       float *xhat, float *rstd, int64_t N, int C);
+/* dx (overwritten) from dy; accumulates dgamma, dbeta. */
+void layernorm_backward(const float *dy, const float *xhat, const float *rstd,
+                        const float *gamma, float *dx, float *dgamma, float *dbeta, int64_t N,
+                        int C);
+
+/* A chain of dense layers with elu after every layer but the last.
+ * pre[i] (N x out_i) keeps each layer's output before the activation and
+ * act[i] the activation of hidden layers (the next layer's input). */
+void mlp_forward(const mlp_t *m, const float *in, float **pre, float **act, int64_t N);
+/* Backward through the chain; din (N x in) gets the input gradient added
+ * (accumulate) or written. scratch: two buffers of N x max hidden width. */
+void mlp_backward(const mlp_t *m, mlp_t *g, const float *in, float *const *pre,
+                  float *const *act, const float *dout, float *din, int accumulate, int64_t N,
+                  float *scratch0, float *scratch1, const float *ones);
+
+#endif

@@ -1,0 +1,59 @@
+/* The MLPF model on the CPU: parameters, gradients, activations and the
+ * forward / loss / backward passes over a ragged batch (shared/spec/model.md). */
+#ifndef MLPF_MODEL_H
+#define MLPF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "config.h"
+#include "params.h"
+
+enum { LOSS_TOTAL, LOSS_CLS, LOSS_CHARGE, LOSS_PT, LOSS_ETA, LOSS_SIN_PHI, LOSS_COS_PHI,
+       LOSS_ENERGY, LOSS_N };
+extern const char *const LOSS_NAMES[LOSS_N];
+
+typedef struct {
+    double loss[LOSS_N]; /* component sums over this batch / n_global; [0] = their sum */
+    int64_t n_rows;      /* real elements in this batch */
+    int64_t n_correct;   /* elements whose argmax(logits) equals the target class */
+} loss_report;
+
+typedef struct act_arena act_arena;
+
+typedef struct {
+    mlpf_config cfg;
+    param_layout layout;
+    float *params;   /* layout.total floats: all trainable parameters */
+    float *grads;    /* same layout */
+    mlpf_tensors P;  /* views into params */
+    mlpf_tensors G;  /* views into grads */
+    float *lsh;      /* non-trainable LSH matrices, one per graph layer */
+    act_arena *acts; /* activations, planned per batch shape */
+    /* For finite-difference tests: when set, forward reuses the LSH binning
+     * and the stop-gradient logits of the previous forward pass on the same
+     * batch, so that the loss is the smooth function whose gradient backward
+     * computes (the spec's "no gradient through hash, perm and stopgrad"). */
+    int freeze_discrete;
+} mlpf_model;
+
+/* Allocate and initialise (seeded, portable). Returns 0 or -1 (message on stderr). */
+int model_create(mlpf_model *m, const mlpf_config *cfg, uint64_t seed);
+void model_free(mlpf_model *m);
+
+/* Forward pass and loss of a batch. The loss is normalised by n_global, the
+ * number of real elements in the GLOBAL batch (all ranks). Keeps what the
+ * backward pass needs. Returns 0, or -1 if activations could not be allocated. */
+int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep);
+/* Backward pass of the last forward; ADDS the gradient of the loss to m->grads. */
+void model_backward(mlpf_model *m, const mlpf_batch *b);
+void model_zero_grad(mlpf_model *m);
+
+/* LSH bucket of each row in graph layer l (id stack first) from the last
+ * forward pass: n_rows ints. */
+const int *model_hashes(const mlpf_model *m, int layer);
+/* Bytes of activation memory currently planned. */
+size_t model_activation_bytes(const mlpf_model *m);
+
+#endif

@@ -1,0 +1,35 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cli_int(const char *flag, const char *text, long long lo, long long hi, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || end == text || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+        fprintf(stderr, "mlpfbench: %s needs a whole number from %lld to %lld, got '%s'\n", flag,
+                lo, hi, text ? text : "(nothing)");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_double(const char *flag, const char *text, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = text ? strtod(text, &end) : 0.0;
+    if (!text || end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < lo ||
+        v > hi) {
+        fprintf(stderr, "mlpfbench: %s needs a number from %g to %g, got '%s'\n", flag, lo, hi,
+                text ? text : "(nothing)");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,637 @@
+/* MLPF forward, loss and backward on the CPU (shared/spec/model.md).
+ *
+ * Rows of all events of a batch are processed together wherever the work is
+ * row-wise (dense layers, activations, heads); the graph layers' binning and
+ * per-bin kernel work is done per event, since each event has its own number
+ * of bins. Activations live in one arena planned per batch shape. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
+                                        "eta", "sin_phi", "cos_phi", "energy"};
+
+enum { HEAD_ID, HEAD_CH, HEAD_ETA, HEAD_PHI, HEAD_E, HEAD_PT, N_HEADS };
+
+/* What one graph layer keeps for its backward pass. */
+typedef struct {
+    float *t;    /* N x dist_hidden: ffn_dist hidden pre-activation */
+    float *xd;   /* N x dist_dim: distance features */
+    float *H;    /* N x width: x theta */
+    float *Fhet; /* N x width: x wh */
+    float *Fhom; /* N x width: degree-normalised message */
+    float *G;    /* N x width: gate sigmoid(x wt + bt) */
+    float *D;    /* n_bins x S x S: kernel distances */
+    float *nrm;  /* n_bins x S: degree normalisation n_i (0 on padding) */
+    int *perm;   /* n_bins x S: row of each bin slot, -1 for padding */
+    int *hash;   /* N: LSH bucket of each row */
+} graph_acts;
+
+struct act_arena {
+    int64_t cap_rows, cap_bins, cap_events;
+    void *fmem;
+    size_t bytes;
+    /* batch layout */
+    int64_t n_bins;
+    int64_t *bin_start; /* n_events + 1 */
+    /* encoder */
+    float *e, *a1, *h1, *a2;
+    float *z_id[MLPF_MAX_GRAPH + 1], *z_reg[MLPF_MAX_GRAPH + 1];
+    graph_acts gl[2 * MLPF_MAX_GRAPH];
+    float *lsh_proj; /* N x max_num_bins/2 */
+    /* heads */
+    float *u, *xhat, *rstd, *uprime, *v;
+    float *sg_logits; /* N x n_classes: the logits fed, as constants, into u' and v */
+    float *pre[N_HEADS][MLPF_MAX_HEAD_LAYERS], *act[N_HEADS][MLPF_MAX_HEAD_LAYERS];
+    float *dout[N_HEADS]; /* loss gradient w.r.t. each head's output */
+    /* backward scratch */
+    float *dzi, *dzr, *s1, *s2, *s3, *s4, *sd, *sh, *dup, *dv, *m0, *m1, *ones;
+    /* per-bin scratch */
+    float *bd, *bV, *bY, *bA, *bdA, *bdd, *bn, *bsq, *bdn;
+};
+
+static const mlp_t *head_params(const mlpf_tensors *t, int h)
+{
+    const mlp_t *heads[N_HEADS] = {&t->ffn_id, &t->ffn_ch, &t->ffn_eta,
+                                   &t->ffn_phi, &t->ffn_e, &t->ffn_pt};
+    return heads[h];
+}
+
+/* Lay the arena out for N rows, NB bins and E events. With base == NULL only
+ * the size is computed. */
+static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, int64_t N,
+                    int64_t NB, int64_t E, char *base)
+{
+    size_t off = 0;
+#define TAKE(ptr, count, type)                                                                 \
+    do {                                                                                       \
+        if (base) (ptr) = (type *)(base + off);                                                \
+        off += (((size_t)(count) * sizeof(type)) + 63) & ~(size_t)63;                          \
+    } while (0)
+#define F(ptr, count) TAKE(ptr, count, float)
+    const int64_t W = c->width, S = c->bin_size, Dd = c->dist_dim, Dh = c->dist_hidden;
+    const int64_t nc = c->n_classes, K = c->max_num_bins / 2, Hh = c->head_hidden;
+    TAKE(A->bin_start, E + 1, int64_t);
+    F(A->e, N * mlpf_enc_in(c));
+    F(A->a1, N * W);
+    F(A->h1, N * W);
+    F(A->a2, N * W);
+    F(A->z_id[0], N * W);
+    for (int l = 1; l <= c->n_graph_id; l++) F(A->z_id[l], N * W);
+    if (base) A->z_reg[0] = A->z_id[0]; /* both stacks start from the encoder output */
+    for (int l = 1; l <= c->n_graph_reg; l++) F(A->z_reg[l], N * W);
+    for (int l = 0; l < c->n_graph_id + c->n_graph_reg; l++) {
+        graph_acts *g = &A->gl[l];
+        F(g->t, N * Dh);
+        F(g->xd, N * Dd);
+        F(g->H, N * W);
+        F(g->Fhet, N * W);
+        F(g->Fhom, N * W);
+        F(g->G, N * W);
+        F(g->D, NB * S * S);
+        F(g->nrm, NB * S);
+        TAKE(g->perm, NB * S, int);
+        TAKE(g->hash, N, int);
+    }
+    F(A->lsh_proj, N * K);
+    F(A->u, N * W);
+    F(A->xhat, N * W);
+    F(A->rstd, N);
+    F(A->sg_logits, N * nc);
+    F(A->uprime, N * (W + nc));
+    F(A->v, N * 2 * (W + nc));
+    for (int h = 0; h < N_HEADS; h++) {
+        const mlp_t *m = head_params(P, h);
+        for (int i = 0; i < m->n_layers; i++) {
+            F(A->pre[h][i], N * m->layer[i].out);
+            if (i + 1 < m->n_layers) F(A->act[h][i], N * m->layer[i].out);
+        }
+        F(A->dout[h], N * m->layer[m->n_layers - 1].out);
+    }
+    F(A->dzi, N * W);
+    F(A->dzr, N * W);
+    F(A->s1, N * W);
+    F(A->s2, N * W);
+    F(A->s3, N * W);
+    F(A->s4, N * W);
+    F(A->sd, N * Dd);
+    F(A->sh, N * Dh);
+    F(A->dup, N * (W + nc));
+    F(A->dv, N * 2 * (W + nc));
+    F(A->m0, N * Hh);
+    F(A->m1, N * Hh);
+    F(A->ones, N);
+    F(A->bd, S * Dd);
+    F(A->bV, S * W);
+    F(A->bY, S * W);
+    F(A->bA, S * S);
+    F(A->bdA, S * S);
+    F(A->bdd, S * Dd);
+    F(A->bn, S);
+    F(A->bsq, S);
+    F(A->bdn, S);
+#undef F
+#undef TAKE
+    return off;
+}
+
+/* Make sure the arena fits a batch; allocates only when the batch is larger
+ * than any before. Fills bin_start. */
+static int plan(mlpf_model *m, const mlpf_batch *b)
+{
+    const mlpf_config *c = &m->cfg;
+    const int64_t S = c->bin_size;
+    int64_t NB = 0;
+    for (int e = 0; e < b->n_events; e++) {
+        int64_t n = b->offsets[e + 1] - b->offsets[e];
+        NB += (n + S - 1) / S;
+    }
+    act_arena *A = m->acts;
+    if (b->n_rows > A->cap_rows || NB > A->cap_bins || b->n_events > A->cap_events) {
+        int64_t N = b->n_rows > A->cap_rows ? b->n_rows : A->cap_rows;
+        int64_t B = NB > A->cap_bins ? NB : A->cap_bins;
+        int64_t E = b->n_events > A->cap_events ? b->n_events : A->cap_events;
+        size_t bytes = carve(A, c, &m->P, N, B, E, NULL);
+        free(A->fmem);
+        A->fmem = NULL;
+        if (posix_memalign(&A->fmem, 64, bytes) != 0) {
+            fprintf(stderr, "mlpfbench: cannot allocate %.1f MiB of activations for a batch of "
+                            "%lld elements\n",
+                    bytes / 1048576.0, (long long)b->n_rows);
+            A->cap_rows = A->cap_bins = A->cap_events = 0;
+            return -1;
+        }
+        A->bytes = bytes;
+        carve(A, c, &m->P, N, B, E, A->fmem);
+        for (int64_t i = 0; i < N; i++) A->ones[i] = 1.0f;
+        A->cap_rows = N;
+        A->cap_bins = B;
+        A->cap_events = E;
+    }
+    A->n_bins = NB;
+    A->bin_start[0] = 0;
+    for (int e = 0; e < b->n_events; e++) {
+        int64_t n = b->offsets[e + 1] - b->offsets[e];
+        A->bin_start[e + 1] = A->bin_start[e] + (n + S - 1) / S;
+    }
+    return 0;
+}
+
+int model_create(mlpf_model *m, const mlpf_config *cfg, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (param_layout_build(cfg, &m->layout) != 0) {
+        fprintf(stderr, "mlpfbench: configuration '%s' exceeds the model's fixed limits\n",
+                cfg->preset);
+        return -1;
+    }
+    size_t n = m->layout.total;
+    m->params = malloc(n * sizeof(float));
+    m->grads = calloc(n, sizeof(float));
+    m->lsh = malloc(lsh_buffer_size(cfg) * sizeof(float));
+    m->acts = calloc(1, sizeof(act_arena));
+    if (!m->params || !m->grads || !m->lsh || !m->acts) {
+        fprintf(stderr, "mlpfbench: cannot allocate %zu parameters\n", n);
+        model_free(m);
+        return -1;
+    }
+    param_bind(cfg, m->params, &m->P);
+    param_bind(cfg, m->grads, &m->G);
+    param_init(&m->layout, m->params, seed);
+    lsh_init(cfg, m->lsh, seed);
+    return 0;
+}
+
+void model_free(mlpf_model *m)
+{
+    if (m->acts) free(m->acts->fmem);
+    free(m->acts);
+    free(m->params);
+    free(m->grads);
+    free(m->lsh);
+    memset(m, 0, sizeof *m);
+}
+
+void model_zero_grad(mlpf_model *m) { memset(m->grads, 0, m->layout.total * sizeof(float)); }
+
+size_t model_activation_bytes(const mlpf_model *m) { return m->acts ? m->acts->bytes : 0; }
+
+const int *model_hashes(const mlpf_model *m, int layer) { return m->acts->gl[layer].hash; }
+
+static const float *layer_lsh(const mlpf_model *m, int l)
+{
+    return m->lsh + (size_t)l * m->cfg.dist_dim * (m->cfg.max_num_bins / 2);
+}
+
+/* ---------------------------------------------------------------- graph layer */
+
+/* Gather rows of src (width C) into dst (S x C) by slot; padding slots get 0. */
+static void gather_rows(const int *rows, int S, const float *src, int C, const float *scale,
+                        float *dst)
+{
+    for (int i = 0; i < S; i++) {
+        float *d = dst + (size_t)i * C;
+        if (rows[i] < 0) {
+            memset(d, 0, sizeof(float) * C);
+        } else {
+            const float *s = src + (size_t)rows[i] * C;
+            float f = scale ? scale[i] : 1.0f;
+            for (int k = 0; k < C; k++) d[k] = f * s[k];
+        }
+    }
+}
+
+/* LSH: bucket of each row of one event, then a stable counting sort into bins. */
+static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, int64_t n,
+                      int *perm, int *hash, int64_t nb)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    const int Dd = c->dist_dim, K = c->max_num_bins / 2, S = c->bin_size;
+    const int k = mlpf_lsh_k(c, (int)nb);
+    float *P = A->lsh_proj;
+    gemm(0, 0, n, k, Dd, 1.0f, xd + r0 * Dd, Dd, layer_lsh(m, L), K, 0.0f, P, k);
+    int counts[2 * 64 + 1];
+    int n_buckets = 2 * k;
+    int *cnt = counts, *heap = NULL;
+    if (n_buckets + 1 > (int)(sizeof counts / sizeof counts[0])) cnt = heap = calloc(n_buckets + 1, sizeof(int));
+    memset(cnt, 0, sizeof(int) * (n_buckets + 1));
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = P + i * k;
+        float best = p[0];
+        int arg = 0;
+        for (int j = 1; j < k; j++)
+            if (p[j] > best) best = p[j], arg = j;
+        for (int j = 0; j < k; j++)
+            if (-p[j] > best) best = -p[j], arg = k + j;
+        hash[r0 + i] = arg;
+        cnt[arg + 1]++;
+    }
+    for (int j = 0; j < n_buckets; j++) cnt[j + 1] += cnt[j];
+    for (int64_t i = 0; i < n; i++) perm[cnt[hash[r0 + i]]++] = (int)(r0 + i);
+    for (int64_t i = n; i < nb * S; i++) perm[i] = -1;
+    free(heap);
+}
+
+/* Kernel matrix and message passing inside one bin (forward). */
+static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
+    const float mult = c->dist_mult;
+    const int *rows = g->perm + B * S;
+    float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
+    gather_rows(rows, S, g->xd, Dd, NULL, A->bd);
+    for (int i = 0; i < S; i++) {
+        double s = 0.0;
+        for (int k = 0; k < Dd; k++) s += (double)A->bd[i * Dd + k] * A->bd[i * Dd + k];
+        A->bsq[i] = (float)s;
+    }
+    gemm(0, 1, S, S, Dd, 1.0f, A->bd, Dd, A->bd, Dd, 0.0f, A->bA, S);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < S; i++) {
+        double deg = 0.0;
+        for (int j = 0; j < S; j++) {
+            float sq = A->bsq[i] - 2.0f * A->bA[i * S + j] + A->bsq[j];
+            float d = sqrtf(fmaxf(sq, 1e-6f));
+            float a = fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
+            if (rows[i] < 0 || rows[j] < 0) a = 0.0f;
+            D[i * S + j] = d;
+            A->bA[i * S + j] = a;
+            deg += a;
+        }
+        nrm[i] = rows[i] < 0 ? 0.0f : (float)(1.0 / sqrt(deg + 1e-6));
+    }
+    gather_rows(rows, S, g->H, W, nrm, A->bV);
+    gemm(0, 0, S, W, S, 1.0f, A->bA, S, A->bV, W, 0.0f, A->bY, W);
+    for (int i = 0; i < S; i++) {
+        if (rows[i] < 0) continue;
+        float *dst = g->Fhom + (size_t)rows[i] * W;
+        for (int k = 0; k < W; k++) dst[k] = nrm[i] * A->bY[i * W + k];
+    }
+}
+
+/* z_next = x + elu(G * Fhom + (1 - G) * Fhet), per row. */
+static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph_layer_t *p,
+                          const float *x, float *z_next)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    graph_acts *g = &A->gl[L];
+    const int64_t N = b->n_rows, W = c->width, S = c->bin_size;
+    dense_forward(&p->dist0, x, g->t, N);
+    elu_forward(g->t, A->sh, N * c->dist_hidden);
+    dense_forward(&p->dist1, A->sh, g->xd, N);
+    gemm(0, 0, N, W, W, 1.0f, x, W, p->theta, W, 0.0f, g->H, W);
+    gemm(0, 0, N, W, W, 1.0f, x, W, p->wh, W, 0.0f, g->Fhet, W);
+    dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
+    dense_forward(&gate, x, g->G, N);
+    for (int e = 0; e < b->n_events; e++) {
+        int64_t r0 = b->offsets[e], n = b->offsets[e + 1] - r0;
+        int64_t B0 = A->bin_start[e], nb = A->bin_start[e + 1] - B0;
+        if (n == 0) continue;
+        if (!m->freeze_discrete) bin_event(m, L, g->xd, r0, n, g->perm + B0 * S, g->hash, nb);
+        for (int64_t bi = 0; bi < nb; bi++) bin_forward(m, g, B0 + bi);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * W; i++) {
+        float gt = 1.0f / (1.0f + expf(-g->G[i]));
+        g->G[i] = gt;
+        float z = gt * g->Fhom[i] + (1.0f - gt) * g->Fhet[i];
+        z_next[i] = x[i] + (z > 0.0f ? z : expm1f(z));
+    }
+}
+
+/* Backward of one bin: from dFhom (rows) to dH and dxd (rows). */
+static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const float *dFhom,
+                         float *dH, float *dxd)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
+    const float mult = c->dist_mult, dmin = sqrtf(1e-6f);
+    const int *rows = g->perm + B * S;
+    const float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
+    float *bA = A->bA, *bdA = A->bdA;
+    /* V = n H (bV), dY = n dFhom (bY); dn_i = sum_c dFhom_ic Fhom_ic / n_i */
+    gather_rows(rows, S, g->H, W, nrm, A->bV);
+    gather_rows(rows, S, dFhom, W, nrm, A->bY);
+    for (int i = 0; i < S; i++) {
+        double s = 0.0;
+        if (rows[i] >= 0) {
+            const float *df = dFhom + (size_t)rows[i] * W, *f = g->Fhom + (size_t)rows[i] * W;
+            for (int k = 0; k < W; k++) s += (double)df[k] * f[k];
+            s /= nrm[i];
+        }
+        A->bdn[i] = (float)s;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < S; i++)
+        for (int j = 0; j < S; j++)
+            bA[i * S + j] = (rows[i] < 0 || rows[j] < 0)
+                                ? 0.0f
+                                : fminf(fmaxf(expf(-mult * D[i * S + j]), 0.0f), 1.0f);
+    gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
+    gemm(1, 0, S, W, S, 1.0f, bA, S, A->bY, W, 0.0f, A->bV, W);   /* dV = A^T dY */
+    for (int j = 0; j < S; j++) {
+        if (rows[j] < 0) continue;
+        const float *dv = A->bV + (size_t)j * W, *h = g->H + (size_t)rows[j] * W;
+        float *dh = dH + (size_t)rows[j] * W;
+        double s = 0.0;
+        for (int k = 0; k < W; k++) {
+            dh[k] = nrm[j] * dv[k];
+            s += (double)dv[k] * h[k];
+        }
+        A->bdn[j] += (float)s;
+    }
+    /* through n_i = (deg_i + 1e-6)^(-1/2): ddeg_i = -n_i^3 / 2 dn_i; deg_i = sum_j A_ij;
+     * then A = exp(-mult D), D = sqrt(max(sq, 1e-6)): dsq = dA * (-mult) A / (2 D). */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < S; i++) {
+        float ddeg = -0.5f * nrm[i] * nrm[i] * nrm[i] * A->bdn[i];
+        for (int j = 0; j < S; j++) {
+            float d = D[i * S + j];
+            float da = bdA[i * S + j] + ddeg;
+            bdA[i * S + j] = d > dmin ? da * (-mult) * bA[i * S + j] / (2.0f * d) : 0.0f;
+        }
+    }
+    /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2:
+     * dd_i = 2 d_i (sum_j dsq_ij + sum_j dsq_ji) - 2 (dsq d)_i - 2 (dsq^T d)_i */
+    gather_rows(rows, S, g->xd, Dd, NULL, A->bd);
+    gemm(0, 0, S, Dd, S, -2.0f, bdA, S, A->bd, Dd, 0.0f, A->bdd, Dd);
+    gemm(1, 0, S, Dd, S, -2.0f, bdA, S, A->bd, Dd, 1.0f, A->bdd, Dd);
+    for (int i = 0; i < S; i++) A->bsq[i] = 0.0f;
+    for (int i = 0; i < S; i++) {
+        double rs = 0.0;
+        for (int j = 0; j < S; j++) {
+            rs += bdA[i * S + j];
+            A->bsq[j] += bdA[i * S + j];
+        }
+        A->bn[i] = (float)rs;
+    }
+    for (int i = 0; i < S; i++) {
+        if (rows[i] < 0) continue;
+        float f = 2.0f * (A->bn[i] + A->bsq[i]);
+        float *dst = dxd + (size_t)rows[i] * Dd;
+        for (int k = 0; k < Dd; k++) dst[k] = A->bdd[i * Dd + k] + f * A->bd[i * Dd + k];
+    }
+}
+
+/* dz holds dL/dz_next on entry and dL/dx on return (z_next = x + CG(x)). */
+static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const graph_layer_t *p,
+                           graph_layer_t *gp, const float *x, float *dz)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    graph_acts *g = &A->gl[L];
+    const int64_t N = b->n_rows, W = c->width;
+    float *dGp = A->s1, *dFhom = A->s2, *dFhet = A->s3, *dH = A->s4;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * W; i++) {
+        float gt = g->G[i], fh = g->Fhom[i], ft = g->Fhet[i];
+        float z = gt * fh + (1.0f - gt) * ft;
+        float dzz = z > 0.0f ? dz[i] : dz[i] * expf(z);
+        dGp[i] = dzz * (fh - ft) * gt * (1.0f - gt);
+        dFhom[i] = dzz * gt;
+        dFhet[i] = dzz * (1.0f - gt);
+    }
+    dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
+    dense_t ggate = {.W = gp->wt, .b = gp->bt, .in = (int)W, .out = (int)W};
+    dense_backward(&gate, &ggate, x, dGp, dz, 1, N, A->ones);
+    gemm(1, 0, W, W, N, 1.0f, x, W, dFhet, W, 1.0f, gp->wh, W);
+    gemm(0, 1, N, W, W, 1.0f, dFhet, W, p->wh, W, 1.0f, dz, W);
+    for (int e = 0; e < b->n_events; e++)
+        for (int64_t B = A->bin_start[e]; B < A->bin_start[e + 1]; B++)
+            bin_backward(m, g, B, dFhom, dH, A->sd);
+    gemm(1, 0, W, W, N, 1.0f, x, W, dH, W, 1.0f, gp->theta, W);
+    gemm(0, 1, N, W, W, 1.0f, dH, W, p->theta, W, 1.0f, dz, W);
+    /* ffn_dist: xd = elu(x Wa + ba) Wb + bb */
+    elu_forward(g->t, A->sh, N * c->dist_hidden);
+    float *ds = A->s1;
+    dense_backward(&p->dist1, &gp->dist1, A->sh, A->sd, ds, 0, N, A->ones);
+    elu_backward(g->t, ds, ds, N * c->dist_hidden);
+    dense_backward(&p->dist0, &gp->dist0, x, ds, dz, 1, N, A->ones);
+}
+
+/* ---------------------------------------------------------------- loss */
+
+static inline float huber(float e, float d) { return fabsf(e) <= d ? 0.5f * e * e : d * (fabsf(e) - 0.5f * d); }
+static inline float huber_grad(float e, float d) { return fabsf(e) <= d ? e : (e > 0 ? d : -d); }
+static inline float sgn(float x) { return (float)((x > 0) - (x < 0)); }
+
+/* Loss terms of every row and their gradients w.r.t. the head outputs. */
+static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
+{
+    act_arena *A = m->acts;
+    const int nc = m->cfg.n_classes;
+    const int64_t N = b->n_rows;
+    const float inv = 1.0f / (float)n_global;
+    const float *logits = A->pre[HEAD_ID][m->P.ffn_id.n_layers - 1];
+    const float *charge = A->pre[HEAD_CH][m->P.ffn_ch.n_layers - 1];
+    const float *eta = A->pre[HEAD_ETA][m->P.ffn_eta.n_layers - 1];
+    const float *phi = A->pre[HEAD_PHI][m->P.ffn_phi.n_layers - 1];
+    const float *en = A->pre[HEAD_E][m->P.ffn_e.n_layers - 1];
+    const float *pt = A->pre[HEAD_PT][m->P.ffn_pt.n_layers - 1];
+    double s_cls = 0, s_ch = 0, s_pt = 0, s_eta = 0, s_sin = 0, s_cos = 0, s_e = 0;
+    int64_t correct = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e, correct)
+    for (int64_t i = 0; i < N; i++) {
+        const float *X = b->X + i * 12, *y = b->y + i * 7, *l = logits + i * nc;
+        int cls = (int)y[0];
+        float mx = l[0];
+        int arg = 0;
+        for (int j = 1; j < nc; j++)
+            if (l[j] > mx) mx = l[j], arg = j;
+        correct += arg == cls;
+        double se = 0.0;
+        for (int j = 0; j < nc; j++) se += exp((double)(l[j] - mx));
+        float lse = mx + (float)log(se);
+        s_cls += lse - l[cls];
+        float *dl = A->dout[HEAD_ID] + i * nc;
+        for (int j = 0; j < nc; j++) dl[j] = (expf(l[j] - lse) - (j == cls)) * inv;
+        float ec = charge[i] - y[1];
+        s_ch += ec * ec;
+        A->dout[HEAD_CH][i] = 2.0f * ec * inv;
+        float w = cls != 0 ? 1.0f : 0.0f;
+        float ep = fabsf(pt[i * 2]) - y[2];
+        s_pt += w * huber(ep, 1.0f);
+        A->dout[HEAD_PT][i * 2] = w * huber_grad(ep, 1.0f) * sgn(pt[i * 2]) * inv;
+        A->dout[HEAD_PT][i * 2 + 1] = 0.0f;
+        float ee = X[2] + eta[i] - y[3];
+        s_eta += w * huber(ee, 0.1f);
+        A->dout[HEAD_ETA][i] = w * huber_grad(ee, 0.1f) * inv;
+        float es = X[3] + phi[i * 2] - y[4], eo = X[4] + phi[i * 2 + 1] - y[5];
+        s_sin += w * huber(es, 0.1f);
+        s_cos += w * huber(eo, 0.1f);
+        A->dout[HEAD_PHI][i * 2] = w * huber_grad(es, 0.1f) * inv;
+        A->dout[HEAD_PHI][i * 2 + 1] = w * huber_grad(eo, 0.1f) * inv;
+        float pe = X[5] + en[i];
+        float eE = fabsf(pe) - y[6];
+        s_e += w * huber(eE, 1.0f);
+        A->dout[HEAD_E][i] = w * huber_grad(eE, 1.0f) * sgn(pe) * inv;
+    }
+    double sums[LOSS_N] = {0, s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e};
+    rep->loss[0] = 0.0;
+    for (int k = 1; k < LOSS_N; k++) {
+        rep->loss[k] = sums[k] / (double)n_global;
+        rep->loss[0] += rep->loss[k];
+    }
+    rep->n_rows = N;
+    rep->n_correct = correct;
+}
+
+/* ---------------------------------------------------------------- model */
+
+/* Copy column blocks side by side: dst (N x total) = [src0 | src1 | ...]. */
+static void concat_cols(float *dst, int64_t N, int n, const float *const *src, const int *w)
+{
+    int total = 0;
+    for (int k = 0; k < n; k++) total += w[k];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        int off = 0;
+        for (int k = 0; k < n; k++) {
+            memcpy(dst + i * total + off, src[k] + i * w[k], sizeof(float) * w[k]);
+            off += w[k];
+        }
+    }
+}
+
+int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
+{
+    if (plan(m, b) != 0) return -1;
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    const int64_t N = b->n_rows, W = c->width;
+    const int nc = c->n_classes, ein = mlpf_enc_in(c), nf = c->n_features;
+    /* encoder input: one-hot element type + the other columns */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        float *e = A->e + i * ein;
+        const float *X = b->X + i * nf;
+        int type = (int)X[0];
+        for (int t = 0; t < c->n_types; t++) e[t] = (float)(t == type);
+        for (int k = 1; k < nf; k++) e[c->n_types + k - 1] = X[k];
+    }
+    dense_forward(&m->P.enc0, A->e, A->a1, N);
+    gelu_forward(A->a1, A->h1, N * W);
+    dense_forward(&m->P.enc1, A->h1, A->a2, N);
+    gelu_forward(A->a2, A->z_id[0], N * W);
+    for (int l = 0; l < c->n_graph_id; l++)
+        graph_forward(m, b, l, &m->P.cg_id[l], A->z_id[l], A->z_id[l + 1]);
+    for (int l = 0; l < c->n_graph_reg; l++)
+        graph_forward(m, b, c->n_graph_id + l, &m->P.cg_reg[l], A->z_reg[l], A->z_reg[l + 1]);
+    /* output decoding */
+    layernorm_forward(A->z_id[c->n_graph_id], m->P.ln_gamma, m->P.ln_beta, c->ln_eps, A->u,
+                      A->xhat, A->rstd, N, (int)W);
+    mlp_forward(&m->P.ffn_id, A->u, A->pre[HEAD_ID], A->act[HEAD_ID], N);
+    mlp_forward(&m->P.ffn_ch, A->u, A->pre[HEAD_CH], A->act[HEAD_CH], N);
+    const float *logits = A->sg_logits;
+    if (!m->freeze_discrete)
+        memcpy(A->sg_logits, A->pre[HEAD_ID][m->P.ffn_id.n_layers - 1], sizeof(float) * N * nc);
+    const float *up_src[2] = {A->u, logits};
+    const int up_w[2] = {(int)W, nc};
+    concat_cols(A->uprime, N, 2, up_src, up_w);
+    mlp_forward(&m->P.ffn_eta, A->uprime, A->pre[HEAD_ETA], A->act[HEAD_ETA], N);
+    mlp_forward(&m->P.ffn_phi, A->uprime, A->pre[HEAD_PHI], A->act[HEAD_PHI], N);
+    const float *v_src[3] = {A->uprime, A->z_reg[c->n_graph_reg], logits};
+    const int v_w[3] = {(int)W + nc, (int)W, nc};
+    concat_cols(A->v, N, 3, v_src, v_w);
+    mlp_forward(&m->P.ffn_e, A->v, A->pre[HEAD_E], A->act[HEAD_E], N);
+    mlp_forward(&m->P.ffn_pt, A->v, A->pre[HEAD_PT], A->act[HEAD_PT], N);
+    loss_forward(m, b, n_global, rep);
+    return 0;
+}
+
+static void head_backward(mlpf_model *m, int h, const float *in, float *din, int accumulate,
+                          int64_t N)
+{
+    act_arena *A = m->acts;
+    mlp_t *gm = (mlp_t *)head_params(&m->G, h);
+    mlp_backward(head_params(&m->P, h), gm, in, A->pre[h], A->act[h], A->dout[h], din,
+                 accumulate, N, A->m0, A->m1, A->ones);
+}
+
+void model_backward(mlpf_model *m, const mlpf_batch *b)
+{
+    const mlpf_config *c = &m->cfg;
+    act_arena *A = m->acts;
+    const int64_t N = b->n_rows, W = c->width;
+    const int nc = c->n_classes, Wu = (int)W + nc, Wv = 2 * Wu;
+    /* heads; the logits inside u' and v are stop-gradients */
+    head_backward(m, HEAD_PT, A->v, A->dv, 0, N);
+    head_backward(m, HEAD_E, A->v, A->dv, 1, N);
+    head_backward(m, HEAD_ETA, A->uprime, A->dup, 0, N);
+    head_backward(m, HEAD_PHI, A->uprime, A->dup, 1, N);
+    float *du = A->s1;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < W; k++) {
+            du[i * W + k] = A->dup[i * Wu + k] + A->dv[i * Wv + k];
+            A->dzr[i * W + k] = A->dv[i * Wv + Wu + k];
+        }
+    head_backward(m, HEAD_CH, A->u, du, 1, N);
+    head_backward(m, HEAD_ID, A->u, du, 1, N);
+    layernorm_backward(du, A->xhat, A->rstd, m->P.ln_gamma, A->dzi, m->G.ln_gamma, m->G.ln_beta,
+                       N, (int)W);
+    /* the two graph stacks */
+    for (int l = c->n_graph_id - 1; l >= 0; l--)
+        graph_backward(m, b, l, &m->P.cg_id[l], &m->G.cg_id[l], A->z_id[l], A->dzi);
+    for (int l = c->n_graph_reg - 1; l >= 0; l--)
+        graph_backward(m, b, c->n_graph_id + l, &m->P.cg_reg[l], &m->G.cg_reg[l], A->z_reg[l],
+                       A->dzr);
+    /* encoder */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * W; i++) A->dzi[i] += A->dzr[i];
+    gelu_backward(A->a2, A->dzi, A->dzi, N * W);
+    dense_backward(&m->P.enc1, &m->G.enc1, A->h1, A->dzi, A->s1, 0, N, A->ones);
+    gelu_backward(A->a1, A->s1, A->s1, N * W);
+    dense_backward(&m->P.enc0, &m->G.enc0, A->e, A->s1, NULL, 0, N, A->ones);
+}

@@ -1,0 +1,46 @@
+#include "optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int adam_init(adam_state *s, size_t n)
+{
+    s->m = calloc(n, sizeof(float));
+    s->v = calloc(n, sizeof(float));
+    s->n = n;
+    s->step = 0;
+    if (!s->m || !s->v) {
+        adam_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void adam_free(adam_state *s)
+{
+    free(s->m);
+    free(s->v);
+    s->m = s->v = NULL;
+}
+
+double adam_lr(const mlpf_config *c, int64_t t)
+{
+    return c->lr * pow(c->decay_rate, (double)((t - 1) / c->decay_steps));
+}
+
+void adam_update(const mlpf_config *c, adam_state *s, float *params, const float *grads)
+{
+    int64_t t = ++s->step;
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->adam_eps;
+    const float lr_t = (float)(adam_lr(c, t) * sqrt(1.0 - pow(b2, (double)t)) /
+                               (1.0 - pow(b1, (double)t)));
+    float *m = s->m, *v = s->v;
+    const int64_t n = (int64_t)s->n;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float g = grads[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        params[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
