@@ -13,7 +13,7 @@
 
 #include "config.h"
 
-enum { MLPF_MAX_GRAPH = 8, MLPF_MAX_HEAD_LAYERS = 8, MLPF_MAX_TENSORS = 256 };
+enum { MLPF_MAX_GRAPH = 8, MLPF_MAX_HEAD_LAYERS = 8, MLPF_MAX_TENSORS = 256, MLPF_MAX_DIST_DIM = 512 };
 
 typedef struct {
     float *W; /* in x out, y = x W + b */

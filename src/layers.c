@@ -37,7 +37,7 @@ static const float INV_SQRT_2PI = 0.39894228040143268f;
 void gelu_forward(const float *x, float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * INV_SQRT2);
 }
 
 void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
@@ -45,7 +45,7 @@ void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
+        float cdf = 0.5f * erfcf(-v * INV_SQRT2); /* 1 + erf would cancel for v << 0 */
         float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
         dx[i] = dy[i] * (cdf + v * pdf);
     }

@@ -6,6 +6,7 @@
  * of bins. Activations live in one arena planned per batch shape. */
 #include "model.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ typedef struct {
     float *H;    /* N x width: x theta */
     float *Fhet; /* N x width: x wh */
     float *Fhom; /* N x width: degree-normalised message */
-    float *G;    /* N x width: gate sigmoid(x wt + bt) */
+    float *Gp;   /* N x width: gate pre-activation x wt + bt (gate G = sigmoid(Gp)) */
     float *D;    /* n_bins x S x S: kernel distances */
     float *nrm;  /* n_bins x S: degree normalisation n_i (0 on padding) */
     int *perm;   /* n_bins x S: row of each bin slot, -1 for padding */
@@ -52,7 +53,8 @@ struct act_arena {
     /* backward scratch */
     float *dzi, *dzr, *s1, *s2, *s3, *s4, *sd, *sh, *dup, *dv, *m0, *m1, *ones;
     /* per-bin scratch */
-    float *bd, *bV, *bY, *bA, *bdA, *bdd, *bn, *bsq, *bdn;
+    float *bV, *bY, *bA, *bdA, *bdn;
+    double *bd64, *bg64, *bo64, *br64, *bc64; /* distance work in float64 */
 };
 
 static const mlp_t *head_params(const mlpf_tensors *t, int h)
@@ -92,7 +94,7 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
         F(g->H, N * W);
         F(g->Fhet, N * W);
         F(g->Fhom, N * W);
-        F(g->G, N * W);
+        F(g->Gp, N * W);
         F(g->D, NB * S * S);
         F(g->nrm, NB * S);
         TAKE(g->perm, NB * S, int);
@@ -126,14 +128,15 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     F(A->m0, N * Hh);
     F(A->m1, N * Hh);
     F(A->ones, N);
-    F(A->bd, S * Dd);
+    TAKE(A->bd64, S * Dd, double);
+    TAKE(A->bg64, S * S, double);
+    TAKE(A->bo64, S * Dd, double);
+    TAKE(A->br64, S, double);
+    TAKE(A->bc64, S, double);
     F(A->bV, S * W);
     F(A->bY, S * W);
     F(A->bA, S * S);
     F(A->bdA, S * S);
-    F(A->bdd, S * Dd);
-    F(A->bn, S);
-    F(A->bsq, S);
     F(A->bdn, S);
 #undef F
 #undef TAKE
@@ -247,6 +250,16 @@ static void gather_rows(const int *rows, int S, const float *src, int C, const f
     }
 }
 
+/* The bin's distance features in double precision. The kernel needs
+ * |d_i|^2 - 2 d_i.d_j + |d_j|^2 for pairs that the hashing made close, where
+ * float32 would cancel most digits (and 1/(2D) amplifies what is left); the
+ * distance products therefore run in float64 (dgemm), a small share of the work. */
+static void gather_d64(const int *rows, int S, const float *xd, int Dd, double *bd)
+{
+    for (int i = 0; i < S; i++)
+        for (int k = 0; k < Dd; k++) bd[i * Dd + k] = rows[i] < 0 ? 0.0 : xd[(size_t)rows[i] * Dd + k];
+}
+
 /* LSH: bucket of each row of one event, then a stable counting sort into bins. */
 static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, int64_t n,
                       int *perm, int *hash, int64_t nb)
@@ -288,19 +301,21 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
     const float mult = c->dist_mult;
     const int *rows = g->perm + B * S;
     float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
-    gather_rows(rows, S, g->xd, Dd, NULL, A->bd);
+    double *bd = A->bd64, *gram = A->bg64, *sqn = A->br64;
+    gather_d64(rows, S, g->xd, Dd, bd);
     for (int i = 0; i < S; i++) {
         double s = 0.0;
-        for (int k = 0; k < Dd; k++) s += (double)A->bd[i * Dd + k] * A->bd[i * Dd + k];
-        A->bsq[i] = (float)s;
+        for (int k = 0; k < Dd; k++) s += bd[i * Dd + k] * bd[i * Dd + k];
+        sqn[i] = s;
     }
-    gemm(0, 1, S, S, Dd, 1.0f, A->bd, Dd, A->bd, Dd, 0.0f, A->bA, S);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, gram, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double deg = 0.0;
         for (int j = 0; j < S; j++) {
-            float sq = A->bsq[i] - 2.0f * A->bA[i * S + j] + A->bsq[j];
-            float d = sqrtf(fmaxf(sq, 1e-6f));
+            /* the diagonal is exactly 0 (self-loop) */
+            double sq = i == j ? 0.0 : sqn[i] - 2.0 * gram[i * S + j] + sqn[j];
+            float d = (float)sqrt(fmax(sq, 1e-6));
             float a = fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
             if (rows[i] < 0 || rows[j] < 0) a = 0.0f;
             D[i * S + j] = d;
@@ -318,6 +333,15 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
     }
 }
 
+/* The gate G = sigmoid(p) and its complement 1 - G, each computed without
+ * cancellation: for a saturated gate, 1 - G in float32 would keep no digits. */
+static inline void gate_values(float p, float *g, float *gc)
+{
+    float e = expf(-fabsf(p)), big = 1.0f / (1.0f + e), small = e / (1.0f + e);
+    *g = p >= 0.0f ? big : small;
+    *gc = p >= 0.0f ? small : big;
+}
+
 /* z_next = x + elu(G * Fhom + (1 - G) * Fhet), per row. */
 static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph_layer_t *p,
                           const float *x, float *z_next)
@@ -332,7 +356,7 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
     gemm(0, 0, N, W, W, 1.0f, x, W, p->theta, W, 0.0f, g->H, W);
     gemm(0, 0, N, W, W, 1.0f, x, W, p->wh, W, 0.0f, g->Fhet, W);
     dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
-    dense_forward(&gate, x, g->G, N);
+    dense_forward(&gate, x, g->Gp, N);
     for (int e = 0; e < b->n_events; e++) {
         int64_t r0 = b->offsets[e], n = b->offsets[e + 1] - r0;
         int64_t B0 = A->bin_start[e], nb = A->bin_start[e + 1] - B0;
@@ -342,9 +366,9 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
     }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N * W; i++) {
-        float gt = 1.0f / (1.0f + expf(-g->G[i]));
-        g->G[i] = gt;
-        float z = gt * g->Fhom[i] + (1.0f - gt) * g->Fhet[i];
+        float gt, gc;
+        gate_values(g->Gp[i], &gt, &gc);
+        float z = gt * g->Fhom[i] + gc * g->Fhet[i];
         z_next[i] = x[i] + (z > 0.0f ? z : expm1f(z));
     }
 }
@@ -356,7 +380,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
-    const float mult = c->dist_mult, dmin = sqrtf(1e-6f);
+    const float mult = c->dist_mult, dmin = (float)sqrt(1e-6); /* D of a clamped pair */
     const int *rows = g->perm + B * S;
     const float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
     float *bA = A->bA, *bdA = A->bdA;
@@ -402,25 +426,28 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
             bdA[i * S + j] = d > dmin ? da * (-mult) * bA[i * S + j] / (2.0f * d) : 0.0f;
         }
     }
-    /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2:
+    /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2, in float64 (see gather_d64):
      * dd_i = 2 d_i (sum_j dsq_ij + sum_j dsq_ji) - 2 (dsq d)_i - 2 (dsq^T d)_i */
-    gather_rows(rows, S, g->xd, Dd, NULL, A->bd);
-    gemm(0, 0, S, Dd, S, -2.0f, bdA, S, A->bd, Dd, 0.0f, A->bdd, Dd);
-    gemm(1, 0, S, Dd, S, -2.0f, bdA, S, A->bd, Dd, 1.0f, A->bdd, Dd);
-    for (int i = 0; i < S; i++) A->bsq[i] = 0.0f;
+    double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *cs = A->bc64;
+    gather_d64(rows, S, g->xd, Dd, bd);
+    for (int j = 0; j < S; j++) cs[j] = 0.0;
     for (int i = 0; i < S; i++) {
-        double rs = 0.0;
+        double r = 0.0;
         for (int j = 0; j < S; j++) {
-            rs += bdA[i * S + j];
-            A->bsq[j] += bdA[i * S + j];
+            double v = bdA[i * S + j];
+            dsq[i * S + j] = v;
+            r += v;
+            cs[j] += v;
         }
-        A->bn[i] = (float)rs;
+        rs[i] = r;
     }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 0.0, out, Dd);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 1.0, out, Dd);
     for (int i = 0; i < S; i++) {
         if (rows[i] < 0) continue;
-        float f = 2.0f * (A->bn[i] + A->bsq[i]);
+        double f = 2.0 * (rs[i] + cs[i]);
         float *dst = dxd + (size_t)rows[i] * Dd;
-        for (int k = 0; k < Dd; k++) dst[k] = A->bdd[i * Dd + k] + f * A->bd[i * Dd + k];
+        for (int k = 0; k < Dd; k++) dst[k] = (float)(out[i * Dd + k] + f * bd[i * Dd + k]);
     }
 }
 
@@ -435,12 +462,13 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
     float *dGp = A->s1, *dFhom = A->s2, *dFhet = A->s3, *dH = A->s4;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N * W; i++) {
-        float gt = g->G[i], fh = g->Fhom[i], ft = g->Fhet[i];
-        float z = gt * fh + (1.0f - gt) * ft;
+        float gt, gc, fh = g->Fhom[i], ft = g->Fhet[i];
+        gate_values(g->Gp[i], &gt, &gc);
+        float z = gt * fh + gc * ft;
         float dzz = z > 0.0f ? dz[i] : dz[i] * expf(z);
-        dGp[i] = dzz * (fh - ft) * gt * (1.0f - gt);
+        dGp[i] = dzz * (fh - ft) * gt * gc;
         dFhom[i] = dzz * gt;
-        dFhet[i] = dzz * (1.0f - gt);
+        dFhet[i] = dzz * gc;
     }
     dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
     dense_t ggate = {.W = gp->wt, .b = gp->bt, .in = (int)W, .out = (int)W};

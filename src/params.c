@@ -109,7 +109,8 @@ int param_layout_build(const mlpf_config *cfg, param_layout *layout)
     if (cfg->n_graph_id > MLPF_MAX_GRAPH || cfg->n_graph_reg > MLPF_MAX_GRAPH ||
         cfg->id_hidden_layers >= MLPF_MAX_HEAD_LAYERS ||
         cfg->ch_hidden_layers >= MLPF_MAX_HEAD_LAYERS ||
-        cfg->reg_hidden_layers >= MLPF_MAX_HEAD_LAYERS)
+        cfg->reg_hidden_layers >= MLPF_MAX_HEAD_LAYERS || cfg->dist_dim > MLPF_MAX_DIST_DIM ||
+        cfg->max_num_bins / 2 > 64 || cfg->max_num_bins < 2)
         return -1;
     mlpf_tensors scratch;
     walker w = {.layout = layout};

@@ -30,7 +30,7 @@ static void train_usage(FILE *out)
             "\n"
             "options:\n"
             "  --preset NAME       model preset: %s (default hepscore22)\n"
-            "  --events N          training events (default 16)\n"
+            "  --events N          training events (default 32)\n"
             "  --elements N        mean elements per event (default 5000; sizes vary\n"
             "                      from 0.8 N to 1.28 N, as in the Delphes dataset)\n"
             "  --batch-size B      events per training step (default 4)\n"
@@ -52,7 +52,7 @@ static double now(void)
 
 static int parse(int argc, char **argv, train_opts *o)
 {
-    *o = (train_opts){.preset = "hepscore22", .events = 16, .elements = 5000, .batch_size = 4,
+    *o = (train_opts){.preset = "hepscore22", .events = 32, .elements = 5000, .batch_size = 4,
                       .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

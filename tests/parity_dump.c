@@ -2,8 +2,11 @@
  * generated events, and the loss, gradients, LSH buckets and a few Adam steps
  * computed by the C model, for scripts/torch_twin.py to check.
  *
- *   parity_dump --preset tiny --sizes 70,130 --out FILE [--seed S] [--adam-steps 3]
- */
+ *   parity_dump --preset tiny --sizes 70,130 --out FILE [--seed S] [--adam-steps 3] [--lr 1e-3]
+ *
+ * The Adam run uses lr 1e-3 by default, not the preset's 1e-5: with 1e-5 the
+ * weight changes after 3 steps are ~3e-5, and merely storing the weights in
+ * float32 (spacing ~4e-9 near 0.05) would make them differ by ~1e-4. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,7 @@ int main(int argc, char **argv)
     const char *preset = "tiny", *out = NULL, *sizes_arg = "70,130";
     uint64_t seed = 1;
     int steps = 3;
+    double lr = 1e-3;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) die("every option takes a value");
         if (!strcmp(argv[i], "--preset")) preset = argv[++i];
@@ -63,11 +67,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--out")) out = argv[++i];
         else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--adam-steps")) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lr")) lr = atof(argv[++i]);
         else die("unknown option");
     }
     if (!out) die("--out FILE is required");
     mlpf_config cfg;
     if (mlpf_config_preset(preset, &cfg) != 0) die("unknown preset");
+    cfg.lr = (float)lr;
 
     int64_t sizes[64];
     int n_events = 0;
