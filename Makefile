@@ -2,6 +2,7 @@
 #
 #   make run     install missing OS packages, build, run the default benchmark
 #   make test    install missing OS packages (and the test tools), build, run every test
+#                (unit tests, CLI tests, PyTorch parity, then the unit tests under ASan+UBSan)
 #   make         build only (needs the packages already installed)
 #   make sanitize  build with ASan + UBSan and run the unit tests
 #
@@ -40,7 +41,7 @@ all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump
 
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n '2,10p' Makefile
 
 # Fail early, with the names, when a dependency is missing.
 .PHONY: check-pkgs
@@ -85,6 +86,7 @@ run: deps
 test: deps-test
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory test-unit test-cli test-parity
+	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
 	$(BUILD)/test_unit
@@ -96,7 +98,7 @@ test-parity:
 	tests/parity.sh $(BUILD)
 
 # ASan + UBSan build of the unit tests, in its own build directory.
-sanitize: deps-test
+sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/test_unit
