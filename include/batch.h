@@ -6,6 +6,9 @@
 
 #include "generator.h"
 
+/* Columns of the data format (shared/spec/data.md). */
+enum { BATCH_X_COLS = GEN_N_FEATURES, BATCH_Y_COLS = GEN_N_TARGETS };
+
 typedef struct {
     int n_events;
     int64_t n_rows;   /* total real elements */

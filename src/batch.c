@@ -14,8 +14,8 @@ int batch_alloc(mlpf_batch *b, int n_events, const int64_t *sizes)
     b->offsets[0] = 0;
     for (int e = 0; e < n_events; e++) b->offsets[e + 1] = b->offsets[e] + sizes[e];
     b->n_rows = b->offsets[n_events];
-    b->X = malloc(sizeof(float) * 12 * (b->n_rows ? b->n_rows : 1));
-    b->y = malloc(sizeof(float) * 7 * (b->n_rows ? b->n_rows : 1));
+    b->X = malloc(sizeof(float) * BATCH_X_COLS * (b->n_rows ? b->n_rows : 1));
+    b->y = malloc(sizeof(float) * BATCH_Y_COLS * (b->n_rows ? b->n_rows : 1));
     if (!b->X || !b->y) {
         batch_free(b);
         return -1;
@@ -40,6 +40,6 @@ int batch_generate(mlpf_batch *b, const gen_config *g, uint64_t first, int n_eve
     free(sizes);
     if (rc != 0) return -1;
     for (int e = 0; e < n_events; e++)
-        gen_event(g, first + e, b->X + b->offsets[e] * 12, b->y + b->offsets[e] * 7);
+        gen_event(g, first + e, b->X + b->offsets[e] * BATCH_X_COLS, b->y + b->offsets[e] * BATCH_Y_COLS);
     return 0;
 }

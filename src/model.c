@@ -189,6 +189,11 @@ int model_create(mlpf_model *m, const mlpf_config *cfg, uint64_t seed)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    if (cfg->n_features != BATCH_X_COLS) {
+        fprintf(stderr, "mlpfbench: preset '%s' has %d input features; the data format has %d\n",
+                cfg->preset, cfg->n_features, (int)BATCH_X_COLS);
+        return -1;
+    }
     if (param_layout_build(cfg, &m->layout) != 0) {
         fprintf(stderr, "mlpfbench: configuration '%s' exceeds the model's fixed limits\n",
                 cfg->preset);
@@ -511,7 +516,7 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
     int64_t correct = 0;
 #pragma omp parallel for schedule(static) reduction(+ : s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e, correct)
     for (int64_t i = 0; i < N; i++) {
-        const float *X = b->X + i * 12, *y = b->y + i * 7, *l = logits + i * nc;
+        const float *X = b->X + i * BATCH_X_COLS, *y = b->y + i * BATCH_Y_COLS, *l = logits + i * nc;
         int cls = (int)y[0];
         float mx = l[0];
         int arg = 0;

@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         gen_config g = gen_config_default();
         g.seed = seed;
         g.mean_elements = g.min_elements = g.max_elements = (int)sizes[e];
-        gen_event(&g, (uint64_t)e, b.X + b.offsets[e] * 12, b.y + b.offsets[e] * 7);
+        gen_event(&g, (uint64_t)e, b.X + b.offsets[e] * BATCH_X_COLS, b.y + b.offsets[e] * BATCH_Y_COLS);
     }
 
     mlpf_model m;
@@ -120,8 +120,8 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "/buffers/%s.R", name);
         h5_write(f, path, H5T_NATIVE_FLOAT, m.lsh + l * per, cfg.dist_dim, cfg.max_num_bins / 2);
     }
-    h5_write(f, "/batch/X", H5T_NATIVE_FLOAT, b.X, b.n_rows, 12);
-    h5_write(f, "/batch/ygen", H5T_NATIVE_FLOAT, b.y, b.n_rows, 7);
+    h5_write(f, "/batch/X", H5T_NATIVE_FLOAT, b.X, b.n_rows, BATCH_X_COLS);
+    h5_write(f, "/batch/ygen", H5T_NATIVE_FLOAT, b.y, b.n_rows, BATCH_Y_COLS);
     h5_write(f, "/batch/offsets", H5T_NATIVE_INT64, b.offsets, n_events + 1, 0);
 
     adam_state opt;
