@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mpictx.h"
+
 int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 static void usage(FILE *out)
 {
@@ -13,7 +16,8 @@ static void usage(FILE *out)
             "and reports how fast and how well this machine trains it.\n"
             "\n"
             "commands:\n"
-            "  train     train the model on generated events and report loss and speed\n"
+            "  generate  write a synthetic dataset of HDF5 shards\n"
+            "  train     train the model on a dataset and report loss, accuracy and speed\n"
             "\n"
             "'mlpfbench <command> --help' describes a command's options.\n");
 }
@@ -28,8 +32,16 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
-    fprintf(stderr, "mlpfbench: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    int (*cmd)(int, char **) = NULL;
+    if (!strcmp(argv[1], "train")) cmd = cmd_train;
+    else if (!strcmp(argv[1], "generate")) cmd = cmd_generate;
+    if (!cmd) {
+        fprintf(stderr, "mlpfbench: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    mpictx_init(&argc, &argv);
+    int rc = cmd(argc - 1, argv + 1);
+    mpictx_finalize();
+    return rc;
 }

@@ -1,4 +1,4 @@
-/* mlpfbench train: single-process training on generated events. */
+/* mlpfbench train: data-parallel training on a dataset of HDF5 shards. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -9,13 +9,15 @@
 #include "batch.h"
 #include "cli.h"
 #include "config.h"
-#include "generator.h"
+#include "dataset.h"
+#include "loader.h"
 #include "model.h"
+#include "mpictx.h"
 #include "optim.h"
 
 typedef struct {
-    const char *preset;
-    long long events, elements, batch_size, epochs, max_steps, seed, threads;
+    const char *preset, *data;
+    long long batch_size, epochs, max_steps, seed, threads;
     double lr;
 } train_opts;
 
@@ -23,21 +25,21 @@ static void train_usage(FILE *out)
 {
     fprintf(out,
             "usage: mlpfbench train [options]\n"
+            "       mpirun -np N mlpfbench train [options]\n"
             "\n"
-            "Trains the MLPF model on synthetic Delphes-like events (generated in memory,\n"
-            "the same for the same seed on any machine) and prints the parameter count,\n"
-            "the seven loss components of every step, and the speed.\n"
+            "Trains the MLPF model on a dataset of HDF5 shards (see 'mlpfbench generate')\n"
+            "and prints the parameter count, the seven loss components of every step,\n"
+            "a validation pass after every epoch, and the speed. With N ranks every rank\n"
+            "reads its share of each global batch and the gradients are summed.\n"
             "\n"
             "options:\n"
+            "  --data DIR          dataset directory (default data/default)\n"
             "  --preset NAME       model preset: %s (default hepscore22)\n"
-            "  --events N          training events (default 32)\n"
-            "  --elements N        mean elements per event (default 5000; sizes vary\n"
-            "                      from 0.8 N to 1.28 N, as in the Delphes dataset)\n"
-            "  --batch-size B      events per training step (default 4)\n"
+            "  --batch-size B      events per step on each rank (default 4)\n"
             "  --epochs E          passes over the training events (default 1)\n"
             "  --max-steps S       stop after S steps in total (default 0: no limit)\n"
-            "  --seed S            seed of the initial weights and of the events (default 42)\n"
-            "  --threads T         worker threads (default: every core available)\n"
+            "  --seed S            seed of the initial weights and of the event order (default 42)\n"
+            "  --threads T         worker threads per rank (default: the node's cores / ranks on it)\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
             "  -h, --help          this help\n",
             mlpf_config_preset_names());
@@ -52,16 +54,16 @@ static double now(void)
 
 static int parse(int argc, char **argv, train_opts *o)
 {
-    *o = (train_opts){.preset = "hepscore22", .events = 32, .elements = 5000, .batch_size = 4,
+    *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
                       .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            train_usage(stdout);
-            exit(0);
+            if (g_mpi.rank == 0) train_usage(stdout);
+            return 1;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc;
+        int rc = 0;
         if (!strcmp(a, "--preset")) {
             mlpf_config tmp;
             if (!v || mlpf_config_preset(v, &tmp) != 0) {
@@ -70,10 +72,13 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->preset = v;
-            rc = 0;
-        } else if (!strcmp(a, "--events")) rc = cli_int(a, v, 1, 100000000, &o->events);
-        else if (!strcmp(a, "--elements")) rc = cli_int(a, v, 1, 1000000, &o->elements);
-        else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 65536, &o->batch_size);
+        } else if (!strcmp(a, "--data")) {
+            if (!v || !*v) {
+                fprintf(stderr, "mlpfbench: --data needs a directory\n");
+                return -1;
+            }
+            o->data = v;
+        } else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 65536, &o->batch_size);
         else if (!strcmp(a, "--epochs")) rc = cli_int(a, v, 1, 1000000, &o->epochs);
         else if (!strcmp(a, "--max-steps")) rc = cli_int(a, v, 0, 1000000000, &o->max_steps);
         else if (!strcmp(a, "--seed")) rc = cli_int(a, v, 0, 1LL << 62, &o->seed);
@@ -89,81 +94,155 @@ static int parse(int argc, char **argv, train_opts *o)
     return 0;
 }
 
+/* Sum a loss report over the ranks (each rank's losses are already divided
+ * by the global element count). */
+static void reduce_report(loss_report *r)
+{
+    if (g_mpi.size == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, r->loss, LOSS_N, MPI_DOUBLE, MPI_SUM, g_mpi.comm);
+    int64_t v[2] = {r->n_rows, r->n_correct};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+    r->n_rows = v[0];
+    r->n_correct = v[1];
+}
+
+/* Forward (and backward) of this rank's part of a global batch. */
+static void run_batch(mlpf_model *m, const mlpf_batch *b, int backward, loss_report *r)
+{
+    int64_t n_global = b->n_rows;
+    if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+    memset(r, 0, sizeof *r);
+    if (backward) model_zero_grad(m);
+    if (b->n_rows > 0) {
+        if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
+        if (backward) model_backward(m, b);
+    }
+    if (backward && g_mpi.size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->layout.total, MPI_FLOAT, MPI_SUM, g_mpi.comm);
+    reduce_report(r);
+}
+
+static void print_losses(const loss_report *r)
+{
+    printf("loss %.5f [", r->loss[0]);
+    for (int k = 1; k < LOSS_N; k++) printf("%s %.4g%s", LOSS_NAMES[k], r->loss[k], k + 1 < LOSS_N ? " " : "]");
+    printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_opts o;
-    if (parse(argc, argv, &o) != 0) return 2;
-    if (o.threads > 0) {
-        omp_set_num_threads((int)o.threads);
-        openblas_set_num_threads((int)o.threads);
+    int prc = parse(argc, argv, &o);
+    if (prc != 0) return prc > 0 ? 0 : 2;
+    const int root = g_mpi.rank == 0;
+    int threads = (int)o.threads;
+    if (threads <= 0) {
+        threads = omp_get_num_procs() / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+        if (threads < 1) threads = 1;
     }
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
     mlpf_config cfg;
     mlpf_config_preset(o.preset, &cfg);
     if (o.lr > 0) cfg.lr = (float)o.lr;
 
-    gen_config gen = gen_config_default();
-    gen.seed = (uint64_t)o.seed;
-    gen.mean_elements = (int)o.elements;
-    gen.min_elements = (int)(o.elements * 4 / 5) > 0 ? (int)(o.elements * 4 / 5) : 1;
-    gen.max_elements = (int)(o.elements * 32 / 25) > gen.min_elements ? (int)(o.elements * 32 / 25)
-                                                                      : gen.min_elements;
-
-    mlpf_model m;
-    if (model_create(&m, &cfg, (uint64_t)o.seed) != 0) return 1;
-    adam_state opt;
-    if (adam_init(&opt, m.layout.total) != 0) {
-        fprintf(stderr, "mlpfbench: cannot allocate the optimizer state\n");
+    dataset_t train, valid;
+    if (dataset_open(&train, o.data, "train", g_mpi.comm) != 0) return 1;
+    if (dataset_open(&valid, o.data, "valid", g_mpi.comm) != 0) {
+        dataset_close(&train);
         return 1;
     }
-    long long steps_per_epoch = (o.events + o.batch_size - 1) / o.batch_size;
-    long long total_steps = steps_per_epoch * o.epochs;
+    if (train.events < g_mpi.size) {
+        if (root)
+            fprintf(stderr, "mlpfbench: dataset %s has %lld training events, fewer than the %d ranks\n",
+                    o.data, (long long)train.events, g_mpi.size);
+        dataset_close(&train);
+        dataset_close(&valid);
+        return 1;
+    }
+    mlpf_model m;
+    adam_state opt;
+    if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
+        mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
+    int prefetch = g_mpi.threads_ok;
+    loader *lt = loader_create(&train, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 1, prefetch);
+    loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
+    long long steps_per_epoch = loader_steps(lt), total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0 && o.max_steps < total_steps) total_steps = o.max_steps;
-    printf("mlpfbench train: preset %s, %zu trainable parameters\n", cfg.preset, m.layout.total);
-    printf("  %lld events of ~%lld elements, batch %lld, %lld epoch(s), %lld steps, %d threads, "
-           "lr %g, seed %lld\n",
-           o.events, o.elements, o.batch_size, o.epochs, total_steps, omp_get_max_threads(),
-           cfg.lr, o.seed);
-    fflush(stdout);
+    if (root) {
+        printf("mlpfbench train: preset %s, %zu trainable parameters\n", cfg.preset, m.layout.total);
+        printf("  data %s: %lld training events (%lld elements), %lld validation events\n", o.data,
+               (long long)train.events, (long long)train.elements, (long long)valid.events);
+        printf("  %d rank(s) x batch %lld = global batch %lld, %lld steps/epoch, %lld epoch(s), "
+               "%d threads/rank, lr %g, seed %lld%s\n",
+               g_mpi.size, o.batch_size, o.batch_size * g_mpi.size, steps_per_epoch, o.epochs,
+               threads, cfg.lr, o.seed, prefetch ? "" : " (no prefetch: MPI lacks thread support)");
+        fflush(stdout);
+    }
 
-    int rc = 0;
+    int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
     long long step = 0, events_done = 0;
     double t_start = now();
-    for (long long ep = 0; ep < o.epochs && step < total_steps && rc == 0; ep++) {
-        for (long long first = 0; first < o.events && step < total_steps; first += o.batch_size) {
-            int n = (int)(first + o.batch_size <= o.events ? o.batch_size : o.events - first);
-            mlpf_batch b;
-            if (batch_generate(&b, &gen, (uint64_t)first, n) != 0) {
-                fprintf(stderr, "mlpfbench: cannot allocate a batch of %d events\n", n);
-                rc = 1;
-                break;
-            }
+    for (long long ep = 0; ep < o.epochs && step < total_steps; ep++) {
+        loader_begin_epoch(lt, (int)ep);
+        mlpf_batch b;
+        int n_ids;
+        double t_ep = now();
+        long long ev_ep = 0;
+        while (step < total_steps && loader_next(lt, &b, ids, &n_ids)) {
             double t0 = now();
             loss_report r;
-            model_zero_grad(&m);
-            if (model_forward(&m, &b, b.n_rows, &r) != 0) {
-                batch_free(&b);
-                rc = 1;
-                break;
-            }
-            model_backward(&m, &b);
+            run_batch(&m, &b, 1, &r);
             adam_update(&cfg, &opt, m.params, m.grads);
+            long long n_ev = n_ids;
+            if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
             double dt = now() - t0;
             step++;
-            events_done += n;
-            printf("epoch %lld step %lld/%lld loss %.5f [", ep + 1, step, total_steps, r.loss[0]);
-            for (int k = 1; k < LOSS_N; k++)
-                printf("%s %.4g%s", LOSS_NAMES[k], r.loss[k], k + 1 < LOSS_N ? " " : "]");
-            printf(" acc %.3f %.2f s %.2f ev/s\n", (double)r.n_correct / r.n_rows, dt, n / dt);
-            fflush(stdout);
+            events_done += n_ev;
+            ev_ep += n_ev;
+            if (root) {
+                printf("epoch %lld step %lld/%lld ", ep + 1, step, total_steps);
+                print_losses(&r);
+                printf(" %.2f s %.2f ev/s\n", dt, n_ev / dt);
+                fflush(stdout);
+            }
             batch_free(&b);
+        }
+        double ep_time = now() - t_ep;
+        /* validation: forward only, all validation events */
+        loader_begin_epoch(lv, 0);
+        loss_report tot = {0};
+        while (loader_next(lv, &b, ids, &n_ids)) {
+            loss_report r;
+            run_batch(&m, &b, 0, &r);
+            /* r is normalised by this global batch's count: weight it back */
+            for (int k = 0; k < LOSS_N; k++) tot.loss[k] += r.loss[k] * r.n_rows;
+            tot.n_rows += r.n_rows;
+            tot.n_correct += r.n_correct;
+            batch_free(&b);
+        }
+        for (int k = 0; k < LOSS_N; k++) tot.loss[k] /= tot.n_rows > 0 ? tot.n_rows : 1;
+        if (root) {
+            printf("validation epoch %lld: ", ep + 1);
+            print_losses(&tot);
+            printf(" (%lld elements); epoch time %.1f s, %.3f events/s\n", (long long)tot.n_rows,
+                   ep_time, ev_ep / ep_time);
+            fflush(stdout);
         }
     }
     double elapsed = now() - t_start;
-    if (rc == 0)
-        printf("done: %lld steps, %lld events in %.1f s, %.3f events/s, activations %.0f MiB\n",
-               step, events_done, elapsed, events_done / elapsed,
-               model_activation_bytes(&m) / 1048576.0);
+    loader_stats ls = loader_get_stats(lt);
+    if (root)
+        printf("done: %lld steps, %lld events in %.1f s, %.3f events/s; rank 0 read %.1f MiB in "
+               "%.2f s, waited %.2f s for data; activations %.0f MiB\n",
+               step, events_done, elapsed, events_done / elapsed, ls.bytes / 1048576.0, ls.read_s,
+               ls.wait_s, model_activation_bytes(&m) / 1048576.0);
+    free(ids);
+    loader_free(lt);
+    loader_free(lv);
+    dataset_close(&train);
+    dataset_close(&valid);
     adam_free(&opt);
     model_free(&m);
-    return rc;
+    return 0;
 }

@@ -24,17 +24,24 @@ expect 2 "unknown option '--bogus'" -- "$bin" train --bogus 1
 expect 2 "--batch-size needs a whole number from 1" -- "$bin" train --batch-size 0
 expect 2 "--batch-size needs a whole number" -- "$bin" train --batch-size -3
 expect 2 "--batch-size needs a whole number" -- "$bin" train --batch-size 4x
-expect 2 "--events needs a whole number" -- "$bin" train --events 99999999999999999999
+expect 2 "--max-steps needs a whole number" -- "$bin" train --max-steps 99999999999999999999
 expect 2 "--epochs needs a whole number" -- "$bin" train --epochs
 expect 2 "--lr needs a number" -- "$bin" train --lr nan
 expect 2 "--preset must be one of" -- "$bin" train --preset huge
 
-# hepscore22 reports the reference parameter count (one short step on small events)
-expect 0 "preset hepscore22, 6786861 trainable parameters" -- \
-    "$bin" train --events 1 --elements 300 --max-steps 1 --threads 2
+"$bin" generate --out "$tmp/ds" --train-events 8 --valid-events 4 --shards 2 --elements 100 --seed 3 \
+    >/dev/null || bad "generate failed"
+expect 2 "generate needs --out DIR" -- "$bin" generate
+expect 2 "--shards needs a whole number" -- "$bin" generate --out "$tmp/x" --shards 0
+expect 0 "--train-events N" -- "$bin" generate --help
 
-# A test-sized run: the loss clearly falls (last epoch's mean below 60% of the first's).
-"$bin" train --preset tiny --events 8 --elements 100 --batch-size 4 --epochs 30 \
+# hepscore22 reports the reference parameter count (one short step)
+expect 0 "preset hepscore22, 6786861 trainable parameters" -- \
+    "$bin" train --data "$tmp/ds" --batch-size 1 --max-steps 1 --threads 2
+
+# A test-sized run: the loss clearly falls (last epoch's mean below 60% of the
+# first's) and validation accuracy rises.
+"$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 30 \
     --threads 2 --seed 3 >"$tmp/train.log" 2>&1 || bad "tiny training run failed: $(tail -5 "$tmp/train.log")"
 if awk '/^epoch /{ e=$2; s[e]+=$6; n[e]++; last=e } END {
         first = s[1]/n[1]; final = s[last]/n[last];
@@ -43,6 +50,10 @@ if awk '/^epoch /{ e=$2; s[e]+=$6; n[e]++; last=e } END {
 else bad "loss did not fall enough: $(grep -E '^epoch (1|30) ' "$tmp/train.log" | head -3)"; fi
 grep -q "loss .* \[cls .* charge .* pt .* eta .* sin_phi .* cos_phi .* energy" "$tmp/train.log" \
     && ok || bad "step lines lack the seven loss components"
+if awk '/^validation epoch/{ for (i = 1; i <= NF; i++) if ($i == "acc") a[++n] = $(i+1) } END {
+        printf "tiny run: validation accuracy epoch 1 %.4f, epoch %d %.4f\n", a[1], n, a[n];
+        exit !(n == 30 && a[n] > a[1] + 0.1) }' "$tmp/train.log"; then ok
+else bad "validation accuracy did not rise: $(grep '^validation' "$tmp/train.log" | sed -n '1p;$p')"; fi
 
 echo "cli: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -1,0 +1,28 @@
+/* The MPI context of a run and fatal-error handling: every error names the
+ * rank and host; a fatal error mid-run aborts the whole job so no rank is
+ * left waiting in a collective. */
+#ifndef MLPF_MPICTX_H
+#define MLPF_MPICTX_H
+
+#include <mpi.h>
+
+typedef struct {
+    MPI_Comm comm;    /* MPI_COMM_WORLD */
+    MPI_Comm io_comm; /* a duplicate for file I/O, used by the prefetch thread */
+    int rank, size;
+    int local_rank, local_size;
+    int threads_ok; /* MPI_THREAD_MULTIPLE provided */
+    char host[256];
+} mpictx;
+
+extern mpictx g_mpi;
+
+/* MPI_Init_thread (asking for MPI_THREAD_MULTIPLE) and fill g_mpi. */
+void mpictx_init(int *argc, char ***argv);
+void mpictx_finalize(void);
+/* Print "mlpfbench: rank R (host): message" on stderr and abort the job. */
+void mlpf_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Collective: 1 if `failed` is set on any rank. */
+int mpictx_any(int failed);
+
+#endif

@@ -1,0 +1,54 @@
+#include "mpictx.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+mpictx g_mpi = {.comm = MPI_COMM_NULL, .io_comm = MPI_COMM_NULL, .size = 1};
+
+void mpictx_init(int *argc, char ***argv)
+{
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+    g_mpi.comm = MPI_COMM_WORLD;
+    MPI_Comm_rank(g_mpi.comm, &g_mpi.rank);
+    MPI_Comm_size(g_mpi.comm, &g_mpi.size);
+    MPI_Comm_dup(g_mpi.comm, &g_mpi.io_comm);
+    MPI_Comm node;
+    MPI_Comm_split_type(g_mpi.comm, MPI_COMM_TYPE_SHARED, g_mpi.rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &g_mpi.local_rank);
+    MPI_Comm_size(node, &g_mpi.local_size);
+    MPI_Comm_free(&node);
+    g_mpi.threads_ok = provided >= MPI_THREAD_MULTIPLE;
+    if (gethostname(g_mpi.host, sizeof g_mpi.host) != 0) snprintf(g_mpi.host, sizeof g_mpi.host, "?");
+    g_mpi.host[sizeof g_mpi.host - 1] = '\0';
+}
+
+void mpictx_finalize(void)
+{
+    if (g_mpi.io_comm != MPI_COMM_NULL) MPI_Comm_free(&g_mpi.io_comm);
+    MPI_Finalize();
+}
+
+void mlpf_fatal(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mlpfbench: rank %d (%s): %s\n", g_mpi.rank, g_mpi.host, msg);
+    fflush(stderr);
+    int init = 0;
+    MPI_Initialized(&init);
+    if (init && g_mpi.size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+int mpictx_any(int failed)
+{
+    int any = failed;
+    if (g_mpi.size > 1) MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, g_mpi.comm);
+    return any != 0;
+}
