@@ -109,6 +109,7 @@ test-cli:
 
 test-data:
 	tests/data.sh $(BUILD)
+	tests/test_convert.sh
 
 test-parity:
 	tests/parity.sh $(BUILD)

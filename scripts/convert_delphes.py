@@ -400,9 +400,9 @@ def parse_args(argv):
                "byte-identical files.\n\n"
                "Inputs are Python pickles: only convert files you trust.\n\n"
                "example (the HEPscore selection):\n"
-               "  /usr/bin/python3 scripts/convert_delphes.py --out data/delphes \\\n"
-               "      --train dl/tev14_pythia8_ttbar_0_{0..19}.pkl.bz2 \\\n"
-               "      --valid dl/tev14_pythia8_qcd_10_{0,1}.pkl.bz2")
+               "  /usr/bin/python3 scripts/convert_delphes.py --out data/delphes-hepscore \\\n"
+               "      --train data/zenodo/tev14_pythia8_ttbar_0_{0..19}.pkl.bz2 \\\n"
+               "      --valid data/zenodo/tev14_pythia8_qcd_10_{0,1}.pkl.bz2")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="dataset directory to create (must not exist unless --force)")
     p.add_argument("--train", required=True, nargs="+", action="extend", metavar="FILE",

@@ -15,9 +15,9 @@
 #include "h5util.h"
 #include "mpictx.h"
 
-static const char *FEATURE_NAMES =
-    "type,pt_or_et,eta,sin_phi,cos_phi,p_or_e,eta_outer_or_e_em,sin_phi_outer_or_e_had,"
-    "cos_phi_outer,charge,is_gen_muon,is_gen_electron";
+static const char *FEATURE_NAMES = /* the same in scripts/convert_delphes.py */
+    "type,pt_et,eta,sin_phi,cos_phi,p_e,eta_outer_e_em,sin_phi_outer_e_had,cos_phi_outer,charge,"
+    "is_gen_muon,is_gen_electron";
 static const char *TARGET_NAMES = "class,charge,pt,eta,sin_phi,cos_phi,energy";
 
 uint32_t file_crc32(const char *path, int64_t *size)

@@ -92,5 +92,34 @@ expect_refusal "fewer events than ranks" "$tmp/small" "has 2 training events, fe
 fresh; "$here/tests/corrupt_shard.py" "$tmp/x" "$S" nan
 expect_refusal "nan, one rank" "$tmp/x" "X is not finite" 1
 
+# --- the converter's output trains: public-format pickles -> shards -> 2 ranks
+/usr/bin/python3 - "$tmp" <<'PY'
+import bz2, pickle, sys
+import numpy as np
+rng = np.random.default_rng(1)
+def event(n):
+    ntrk = n // 2
+    X = np.zeros((n, 12)); y = np.zeros((n, 7))
+    X[:ntrk, 0] = 2; X[ntrk:, 0] = 1
+    X[:, 1] = rng.exponential(2.0, n); X[:, 2] = rng.uniform(-2.5, 2.5, n)
+    phi = rng.uniform(-np.pi, np.pi, n); X[:, 3] = np.sin(phi); X[:, 4] = np.cos(phi)
+    X[:, 5] = X[:, 1] * np.cosh(X[:, 2])
+    X[:ntrk, 9] = rng.choice([-1.0, 1.0], ntrk)
+    y[:ntrk, 0] = 1; y[:ntrk, 1] = X[:ntrk, 9]; y[:, 2] = X[:, 1]; y[:, 3] = X[:, 2]
+    y[:, 4] = X[:, 3]; y[:, 5] = X[:, 4]; y[:, 6] = X[:, 5]
+    y[ntrk:, 0] = rng.choice([0, 2, 3], n - ntrk); y[ntrk:][y[ntrk:, 0] == 0] = 0
+    return X, y
+for name, nev in (("ttbar.pkl.bz2", 6), ("qcd.pkl.bz2", 2)):
+    evs = [event(int(rng.integers(30, 80))) for _ in range(nev)]
+    d = {"X": [e[0] for e in evs], "ygen": [e[1] for e in evs], "ycand": [e[1] for e in evs]}
+    with bz2.open(sys.argv[1] + "/" + name, "wb") as f:
+        pickle.dump(d, f)
+PY
+if /usr/bin/python3 "$here/scripts/convert_delphes.py" --out "$tmp/conv" --train "$tmp/ttbar.pkl.bz2" \
+       --valid "$tmp/qcd.pkl.bz2" --events-per-shard 4 >/dev/null 2>"$tmp/err" \
+   && train 2 "$tmp/conv" >"$tmp/out" 2>&1 && grep -q "^validation epoch 1: .*(.* elements)" "$tmp/out"; then
+    ok "converted Delphes-format pickles train under 2 ranks"
+else bad "converted dataset: $(cat "$tmp/err") $(tail -3 "$tmp/out")"; fi
+
 echo "data: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -220,9 +220,11 @@ badcase() {
     local f="$tmp/$1" pat=$2 o="$tmp/bad-out"
     out=$("$py" "$conv" --out "$o" --train "$t0" "$f" --valid "$v0" --events-per-shard 2 2>&1)
     local rc=$?
-    if [[ $rc -eq 0 ]]; then bad "$1 accepted"; return; fi
+    if [[ $rc -eq 0 ]]; then bad "$1 accepted"; rm -rf "$o"; return; fi
     if ! grep -qE -- "$pat" <<<"$out"; then bad "$1: message lacks /$pat/: $out"; return; fi
-    if [[ -e "$o" ]] || compgen -G "$tmp/.bad-out.*" >/dev/null; then bad "$1 left output behind"; return; fi
+    if [[ -e "$o" ]] || compgen -G "$tmp/.bad-out.*" >/dev/null; then
+        bad "$1 left output behind"; rm -rf "$o" "$tmp"/.bad-out.*; return
+    fi
     ok
 }
 badcase nan_x.pkl.bz2       'nan_x\.pkl\.bz2: event 1: X\[3, 4\] = nan is not finite'
