@@ -26,16 +26,16 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 # (initialisation and event generation): no fused multiply-add contraction.
 PORTABLE := src/rng.c src/params.c src/generator.c
 
-LIB_SRC  := src/mpictx.c src/dataset.c src/loader.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+LIB_SRC  := src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
             src/batch.c src/generator.c src/h5util.c src/cli.c
-APP_SRC  := src/main.c src/train.c src/generate.c
+APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data sanitize clean help
+.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -98,7 +98,7 @@ run: deps
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-cli test-data test-parity
+	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-parity
 	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
@@ -110,6 +110,9 @@ test-cli:
 test-data:
 	tests/data.sh $(BUILD)
 	tests/test_convert.sh
+
+test-distributed:
+	tests/distributed.sh $(BUILD)
 
 test-parity:
 	tests/parity.sh $(BUILD)

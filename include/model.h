@@ -36,6 +36,10 @@ typedef struct {
      * batch, so that the loss is the smooth function whose gradient backward
      * computes (the spec's "no gradient through hash, perm and stopgrad"). */
     int freeze_discrete;
+    /* Called during backward with a watermark w: every gradient at offsets
+     * >= w (in floats) is final. Lets the all-reduce start early. */
+    void (*grad_ready)(void *ctx, size_t watermark);
+    void *grad_ready_ctx;
 } mlpf_model;
 
 /* Allocate and initialise (seeded, portable). Returns 0 or -1 (message on stderr). */

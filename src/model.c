@@ -638,11 +638,20 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;
     const int nc = c->n_classes, Wu = (int)W + nc, Wv = 2 * Wu;
+    /* Gradients are finished from the end of the buffer to its start (heads
+     * in reverse order, LayerNorm, the reg stack, the id stack, the encoder),
+     * and each finished stretch is reported so its all-reduce can start. */
+#define READY(tensor) \
+    do { if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, (size_t)((tensor) - m->grads)); } while (0)
     /* heads; the logits inside u' and v are stop-gradients */
     head_backward(m, HEAD_PT, A->v, A->dv, 0, N);
+    READY(m->G.ffn_pt.layer[0].W);
     head_backward(m, HEAD_E, A->v, A->dv, 1, N);
-    head_backward(m, HEAD_ETA, A->uprime, A->dup, 0, N);
-    head_backward(m, HEAD_PHI, A->uprime, A->dup, 1, N);
+    READY(m->G.ffn_e.layer[0].W);
+    head_backward(m, HEAD_PHI, A->uprime, A->dup, 0, N);
+    READY(m->G.ffn_phi.layer[0].W);
+    head_backward(m, HEAD_ETA, A->uprime, A->dup, 1, N);
+    READY(m->G.ffn_eta.layer[0].W);
     float *du = A->s1;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++)
@@ -651,15 +660,22 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
             A->dzr[i * W + k] = A->dv[i * Wv + Wu + k];
         }
     head_backward(m, HEAD_CH, A->u, du, 1, N);
+    READY(m->G.ffn_ch.layer[0].W);
     head_backward(m, HEAD_ID, A->u, du, 1, N);
+    READY(m->G.ffn_id.layer[0].W);
     layernorm_backward(du, A->xhat, A->rstd, m->P.ln_gamma, A->dzi, m->G.ln_gamma, m->G.ln_beta,
                        N, (int)W);
-    /* the two graph stacks */
-    for (int l = c->n_graph_id - 1; l >= 0; l--)
-        graph_backward(m, b, l, &m->P.cg_id[l], &m->G.cg_id[l], A->z_id[l], A->dzi);
-    for (int l = c->n_graph_reg - 1; l >= 0; l--)
+    READY(m->G.ln_gamma);
+    /* the two graph stacks, reg first (it lies after id in the buffer) */
+    for (int l = c->n_graph_reg - 1; l >= 0; l--) {
         graph_backward(m, b, c->n_graph_id + l, &m->P.cg_reg[l], &m->G.cg_reg[l], A->z_reg[l],
                        A->dzr);
+        READY(m->G.cg_reg[l].dist0.W);
+    }
+    for (int l = c->n_graph_id - 1; l >= 0; l--) {
+        graph_backward(m, b, l, &m->P.cg_id[l], &m->G.cg_id[l], A->z_id[l], A->dzi);
+        READY(m->G.cg_id[l].dist0.W);
+    }
     /* encoder */
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N * W; i++) A->dzi[i] += A->dzr[i];
@@ -667,4 +683,6 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     dense_backward(&m->P.enc1, &m->G.enc1, A->h1, A->dzi, A->s1, 0, N, A->ones);
     gelu_backward(A->a1, A->s1, A->s1, N * W);
     dense_backward(&m->P.enc0, &m->G.enc0, A->e, A->s1, NULL, 0, N, A->ones);
+    READY(m->grads);
+#undef READY
 }

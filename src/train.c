@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <zlib.h>
+
+#include "allreduce.h"
 #include "batch.h"
 #include "cli.h"
 #include "config.h"
@@ -15,10 +18,13 @@
 #include "mpictx.h"
 #include "optim.h"
 
+/* Fusion bucket size: see docs/benchmarks.md for the measurement behind it. */
+#define DEFAULT_BUCKET_MB 4.0
+
 typedef struct {
-    const char *preset, *data;
+    const char *preset, *data, *save_weights;
     long long batch_size, epochs, max_steps, seed, threads;
-    double lr;
+    double lr, bucket_mb;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -41,8 +47,11 @@ static void train_usage(FILE *out)
             "  --seed S            seed of the initial weights and of the event order (default 42)\n"
             "  --threads T         worker threads per rank (default: the node's cores / ranks on it)\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
+            "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
+            "  --save-weights F    write the final weights (raw float32, parameter order of\n"
+            "                      docs/parity-fixture.md) to F\n"
             "  -h, --help          this help\n",
-            mlpf_config_preset_names());
+            mlpf_config_preset_names(), DEFAULT_BUCKET_MB);
 }
 
 static double now(void)
@@ -55,7 +64,8 @@ static double now(void)
 static int parse(int argc, char **argv, train_opts *o)
 {
     *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
-                      .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0};
+                      .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
+                      .bucket_mb = DEFAULT_BUCKET_MB};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -78,12 +88,19 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->data = v;
+        } else if (!strcmp(a, "--save-weights")) {
+            if (!v || !*v) {
+                fprintf(stderr, "mlpfbench: --save-weights needs a file name\n");
+                return -1;
+            }
+            o->save_weights = v;
         } else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 65536, &o->batch_size);
         else if (!strcmp(a, "--epochs")) rc = cli_int(a, v, 1, 1000000, &o->epochs);
         else if (!strcmp(a, "--max-steps")) rc = cli_int(a, v, 0, 1000000000, &o->max_steps);
         else if (!strcmp(a, "--seed")) rc = cli_int(a, v, 0, 1LL << 62, &o->seed);
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &o->threads);
         else if (!strcmp(a, "--lr")) rc = cli_double(a, v, 1e-12, 10.0, &o->lr);
+        else if (!strcmp(a, "--bucket-mb")) rc = cli_double(a, v, 0.001, 4096.0, &o->bucket_mb);
         else {
             fprintf(stderr, "mlpfbench: unknown option '%s' for train (see --help)\n", a);
             return -1;
@@ -106,25 +123,42 @@ static void reduce_report(loss_report *r)
     r->n_correct = v[1];
 }
 
-/* Forward (and backward) of this rank's part of a global batch. */
-static void run_batch(mlpf_model *m, const mlpf_batch *b, int backward, loss_report *r)
+static void on_grad_ready(void *ctx, size_t watermark) { grad_allreduce_ready(ctx, watermark); }
+
+/* Forward (and backward) of this rank's part of a global batch; with a
+ * gradient all-reduce, the gradients are summed over the ranks, overlapped
+ * with backward. */
+static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, loss_report *r)
 {
     int64_t n_global = b->n_rows;
     if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
     memset(r, 0, sizeof *r);
-    if (backward) model_zero_grad(m);
+    if (ar) {
+        model_zero_grad(m);
+        grad_allreduce_begin(ar);
+    }
     if (b->n_rows > 0) {
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
-        if (backward) model_backward(m, b);
+        if (ar) model_backward(m, b);
     }
-    if (backward && g_mpi.size > 1)
-        MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->layout.total, MPI_FLOAT, MPI_SUM, g_mpi.comm);
+    if (ar) grad_allreduce_finish(ar);
     reduce_report(r);
+}
+
+/* All ranks must start from the same weights: compare a checksum. */
+static void verify_same_weights(const mlpf_model *m)
+{
+    unsigned long crc = crc32(0L, (const Bytef *)m->params, (uInt)(m->layout.total * sizeof(float)));
+    unsigned long lo = crc, hi = crc;
+    if (g_mpi.size == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG, MPI_MIN, g_mpi.comm);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG, MPI_MAX, g_mpi.comm);
+    if (lo != hi) mlpf_fatal("initial weights differ between ranks (CRC-32 %08lx here, range %08lx..%08lx)", crc, lo, hi);
 }
 
 static void print_losses(const loss_report *r)
 {
-    printf("loss %.5f [", r->loss[0]);
+    printf("loss %.7g [", r->loss[0]);
     for (int k = 1; k < LOSS_N; k++) printf("%s %.4g%s", LOSS_NAMES[k], r->loss[k], k + 1 < LOSS_N ? " " : "]");
     printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
 }
@@ -164,6 +198,10 @@ int cmd_train(int argc, char **argv)
     adam_state opt;
     if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
         mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
+    verify_same_weights(&m);
+    grad_allreduce *ar = grad_allreduce_create(m.grads, m.layout.total, (size_t)(o.bucket_mb * 1048576.0), g_mpi.comm);
+    m.grad_ready = on_grad_ready;
+    m.grad_ready_ctx = ar;
     int prefetch = g_mpi.threads_ok;
     loader *lt = loader_create(&train, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 1, prefetch);
     loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
@@ -192,7 +230,7 @@ int cmd_train(int argc, char **argv)
         while (step < total_steps && loader_next(lt, &b, ids, &n_ids)) {
             double t0 = now();
             loss_report r;
-            run_batch(&m, &b, 1, &r);
+            run_batch(&m, &b, ar, &r);
             adam_update(&cfg, &opt, m.params, m.grads);
             long long n_ev = n_ids;
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
@@ -214,7 +252,7 @@ int cmd_train(int argc, char **argv)
         loss_report tot = {0};
         while (loader_next(lv, &b, ids, &n_ids)) {
             loss_report r;
-            run_batch(&m, &b, 0, &r);
+            run_batch(&m, &b, NULL, &r);
             /* r is normalised by this global batch's count: weight it back */
             for (int k = 0; k < LOSS_N; k++) tot.loss[k] += r.loss[k] * r.n_rows;
             tot.n_rows += r.n_rows;
@@ -232,11 +270,32 @@ int cmd_train(int argc, char **argv)
     }
     double elapsed = now() - t_start;
     loader_stats ls = loader_get_stats(lt);
-    if (root)
+    allreduce_stats as = grad_allreduce_stats(ar);
+    if (root) {
         printf("done: %lld steps, %lld events in %.1f s, %.3f events/s; rank 0 read %.1f MiB in "
                "%.2f s, waited %.2f s for data; activations %.0f MiB\n",
                step, events_done, elapsed, events_done / elapsed, ls.bytes / 1048576.0, ls.read_s,
                ls.wait_s, model_activation_bytes(&m) / 1048576.0);
+        if (g_mpi.size > 1 && as.steps > 0)
+            printf("gradient all-reduce (rank 0): %lld steps x %lld buckets of %g MiB, %.3f s per "
+                   "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n",
+                   (long long)as.steps, (long long)(as.buckets / as.steps), o.bucket_mb,
+                   as.total_s / as.steps, as.exposed_s / as.steps,
+                   as.total_s > 0 ? 100.0 * (1.0 - as.exposed_s / as.total_s) : 0.0,
+                   allreduce_busbw((double)as.bytes, as.total_s, g_mpi.size) / 1e9);
+    }
+    grad_allreduce_free(ar);
+    int rc = 0;
+    if (root && o.save_weights) { /* temporary file, then rename: never half-written */
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", o.save_weights);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fwrite(m.params, sizeof(float), m.layout.total, f) != m.layout.total ||
+            fclose(f) != 0 || rename(tmp, o.save_weights) != 0) {
+            fprintf(stderr, "mlpfbench: cannot write %s\n", o.save_weights);
+            rc = 1;
+        }
+    }
     free(ids);
     loader_free(lt);
     loader_free(lv);
@@ -244,5 +303,5 @@ int cmd_train(int argc, char **argv)
     dataset_close(&valid);
     adam_free(&opt);
     model_free(&m);
-    return 0;
+    return rc;
 }

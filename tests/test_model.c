@@ -296,6 +296,52 @@ START_TEST(test_training_lowers_loss)
 }
 END_TEST
 
+/* The backward pass reports watermarks from the end of the gradient buffer to
+ * its start, and what lies above a watermark is final when reported: the
+ * overlapped all-reduce may send it at once. */
+typedef struct {
+    const mlpf_model *m;
+    float *snap;
+    size_t last;
+    int n, bad;
+} wm_log;
+
+static void on_ready(void *ctx, size_t w)
+{
+    wm_log *l = ctx;
+    if (w > l->last) {
+        l->bad++;
+        return;
+    }
+    /* snapshot only the newly reported stretch [w, previous watermark) */
+    memcpy(l->snap + w, l->m->grads + w, (l->last - w) * sizeof(float));
+    l->last = w;
+    l->n++;
+}
+
+START_TEST(test_grad_ready_watermarks)
+{
+    mlpf_config c = preset("tiny");
+    mlpf_model m;
+    ck_assert_int_eq(model_create(&m, &c, 6), 0);
+    gen_config g = small_events(13, 70);
+    mlpf_batch b;
+    ck_assert_int_eq(batch_generate(&b, &g, 0, 2), 0);
+    wm_log l = {.m = &m, .snap = calloc(m.layout.total, sizeof(float)), .last = m.layout.total};
+    m.grad_ready = on_ready;
+    m.grad_ready_ctx = &l;
+    loss_of(&m, &b, b.n_rows, 1);
+    ck_assert_int_eq(l.bad, 0);
+    ck_assert_int_ge(l.n, 6 + c.n_graph_id + c.n_graph_reg);
+    ck_assert_uint_eq(l.last, 0);
+    /* every snapshot taken at report time equals the final gradient */
+    ck_assert_int_eq(memcmp(l.snap, m.grads, m.layout.total * sizeof(float)), 0);
+    free(l.snap);
+    batch_free(&b);
+    model_free(&m);
+}
+END_TEST
+
 Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -309,6 +355,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_events_independent);
     tcase_add_test(tc, test_adam_keras_form);
     tcase_add_test(tc, test_training_lowers_loss);
+    tcase_add_test(tc, test_grad_ready_watermarks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,98 @@
+#include "allreduce.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+struct grad_allreduce {
+    float *buf;
+    size_t n, bucket;   /* floats */
+    int n_buckets, next; /* next bucket to launch (0 = the last one of the buffer) */
+    MPI_Request *req;
+    MPI_Comm comm;
+    int size;
+    double t_first;
+    allreduce_stats st;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+grad_allreduce *grad_allreduce_create(float *buf, size_t n, size_t bucket_bytes, MPI_Comm comm)
+{
+    grad_allreduce *g = calloc(1, sizeof *g);
+    g->buf = buf;
+    g->n = n;
+    g->bucket = bucket_bytes / sizeof(float);
+    if (g->bucket < 1) g->bucket = 1;
+    if (g->bucket > (size_t)1 << 30) g->bucket = (size_t)1 << 30; /* int counts */
+    g->n_buckets = (int)((n + g->bucket - 1) / g->bucket);
+    g->req = malloc(sizeof(MPI_Request) * (g->n_buckets > 0 ? g->n_buckets : 1));
+    g->comm = comm;
+    MPI_Comm_size(comm, &g->size);
+    for (int i = 0; i < g->n_buckets; i++) g->req[i] = MPI_REQUEST_NULL;
+    return g;
+}
+
+void grad_allreduce_free(grad_allreduce *g)
+{
+    if (!g) return;
+    free(g->req);
+    free(g);
+}
+
+/* Bucket j covers [start(j), end(j)), counted from the end of the buffer. */
+static size_t bucket_start(const grad_allreduce *g, int j)
+{
+    size_t from_end = (size_t)(j + 1) * g->bucket;
+    return from_end >= g->n ? 0 : g->n - from_end;
+}
+
+void grad_allreduce_begin(grad_allreduce *g)
+{
+    g->next = 0;
+    g->t_first = 0.0;
+}
+
+static void launch_upto(grad_allreduce *g, size_t watermark)
+{
+    while (g->next < g->n_buckets && bucket_start(g, g->next) >= watermark) {
+        int j = g->next++;
+        size_t a = bucket_start(g, j), e = g->n - (size_t)j * g->bucket;
+        if (g->t_first == 0.0) g->t_first = now();
+        MPI_Iallreduce(MPI_IN_PLACE, g->buf + a, (int)(e - a), MPI_FLOAT, MPI_SUM, g->comm, &g->req[j]);
+    }
+}
+
+void grad_allreduce_ready(grad_allreduce *g, size_t watermark)
+{
+    if (g->size == 1) return;
+    launch_upto(g, watermark);
+    int done;
+    if (g->next > 0) MPI_Testall(g->next, g->req, &done, MPI_STATUSES_IGNORE); /* progress */
+}
+
+void grad_allreduce_finish(grad_allreduce *g)
+{
+    if (g->size == 1) return;
+    double t0 = now();
+    launch_upto(g, 0);
+    MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE);
+    double t1 = now();
+    g->st.exposed_s += t1 - t0;
+    g->st.total_s += t1 - g->t_first;
+    g->st.bytes += (int64_t)(g->n * sizeof(float));
+    g->st.buckets += g->n_buckets;
+    g->st.steps++;
+}
+
+allreduce_stats grad_allreduce_stats(const grad_allreduce *g) { return g->st; }
+
+double allreduce_busbw(double bytes, double seconds, int ranks)
+{
+    if (seconds <= 0.0 || ranks < 1) return 0.0;
+    return bytes / seconds * 2.0 * (ranks - 1) / ranks;
+}
