@@ -40,5 +40,9 @@ void loader_begin_epoch(loader *l, int epoch);
  * validation error is fatal for the whole job (it names the file and event). */
 int loader_next(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids);
 loader_stats loader_get_stats(const loader *l);
+/* Wait for a read in flight and drop its batch. Call it when an epoch is cut
+ * short, before another loader reads: HDF5 calls must not overlap, and every
+ * rank must make the same sequence of collective reads. */
+void loader_drain(loader *l);
 
 #endif

@@ -146,8 +146,21 @@ static void request(loader *l, int64_t k)
     pthread_mutex_unlock(&l->mu);
 }
 
+void loader_drain(loader *l)
+{
+    if (!l->prefetch) return;
+    pthread_mutex_lock(&l->mu);
+    while (l->want >= 0) pthread_cond_wait(&l->cv, &l->mu);
+    if (l->ready) {
+        batch_free(&l->slot.b);
+        l->ready = 0;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
 void loader_begin_epoch(loader *l, int epoch)
 {
+    loader_drain(l);
     const int64_t N = l->ds->events;
     for (int64_t i = 0; i < N; i++) l->order[i] = i;
     if (l->shuffle) { /* Fisher-Yates from a stream of (seed, epoch): the same on every rank */

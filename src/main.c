@@ -7,6 +7,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_allreduce_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 static void usage(FILE *out)
 {
@@ -20,6 +21,7 @@ static void usage(FILE *out)
             "  generate  write a synthetic dataset of HDF5 shards\n"
             "  train     train the model on a dataset and report loss, accuracy and speed\n"
             "  allreduce-bench  time and check the gradient all-reduce alone (under mpirun)\n"
+            "  info      the node's topology and the binding plan of the ranks\n"
             "\n"
             "'mlpfbench <command> --help' describes a command's options.\n");
 }
@@ -38,6 +40,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "train")) cmd = cmd_train;
     else if (!strcmp(argv[1], "generate")) cmd = cmd_generate;
     else if (!strcmp(argv[1], "allreduce-bench")) cmd = cmd_allreduce_bench;
+    else if (!strcmp(argv[1], "info")) cmd = cmd_info;
     if (!cmd) {
         fprintf(stderr, "mlpfbench: unknown command '%s'\n\n", argv[1]);
         usage(stderr);

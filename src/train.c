@@ -10,6 +10,7 @@
 
 #include "allreduce.h"
 #include "batch.h"
+#include "binding.h"
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
@@ -22,7 +23,7 @@
 #define DEFAULT_BUCKET_MB 4.0
 
 typedef struct {
-    const char *preset, *data, *save_weights;
+    const char *preset, *data, *save_weights, *bind;
     long long batch_size, epochs, max_steps, seed, threads;
     double lr, bucket_mb;
 } train_opts;
@@ -45,7 +46,9 @@ static void train_usage(FILE *out)
             "  --epochs E          passes over the training events (default 1)\n"
             "  --max-steps S       stop after S steps in total (default 0: no limit)\n"
             "  --seed S            seed of the initial weights and of the event order (default 42)\n"
-            "  --threads T         worker threads per rank (default: the node's cores / ranks on it)\n"
+            "  --threads T         worker threads per rank (default: the cores bound to the rank)\n"
+            "  --bind auto|none    bind each rank to its share of the node's cores (hwloc;\n"
+            "                      default auto; see 'mlpfbench info')\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
             "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
@@ -65,7 +68,7 @@ static int parse(int argc, char **argv, train_opts *o)
 {
     *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
                       .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
-                      .bucket_mb = DEFAULT_BUCKET_MB};
+                      .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -88,6 +91,12 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->data = v;
+        } else if (!strcmp(a, "--bind")) {
+            if (!v || (strcmp(v, "auto") && strcmp(v, "none"))) {
+                fprintf(stderr, "mlpfbench: --bind must be auto or none, got '%s'\n", v ? v : "(nothing)");
+                return -1;
+            }
+            o->bind = v;
         } else if (!strcmp(a, "--save-weights")) {
             if (!v || !*v) {
                 fprintf(stderr, "mlpfbench: --save-weights needs a file name\n");
@@ -169,9 +178,12 @@ int cmd_train(int argc, char **argv)
     int prc = parse(argc, argv, &o);
     if (prc != 0) return prc > 0 ? 0 : 2;
     const int root = g_mpi.rank == 0;
+    binding_info bi;
+    if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(o.bind, "auto"), &bi) != 0))
+        return 1;
     int threads = (int)o.threads;
     if (threads <= 0) {
-        threads = omp_get_num_procs() / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+        threads = bi.bound ? bi.n_bound_cores : bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
         if (threads < 1) threads = 1;
     }
     omp_set_num_threads(threads);
@@ -215,7 +227,18 @@ int cmd_train(int argc, char **argv)
                "%d threads/rank, lr %g, seed %lld%s\n",
                g_mpi.size, o.batch_size, o.batch_size * g_mpi.size, steps_per_epoch, o.epochs,
                threads, cfg.lr, o.seed, prefetch ? "" : " (no prefetch: MPI lacks thread support)");
+    }
+    /* every rank's actual binding, gathered to rank 0 */
+    char *all = root ? malloc((size_t)g_mpi.size * 320) : NULL;
+    char mine[320];
+    snprintf(mine, sizeof mine, "%.60s:%.250s", g_mpi.host, bi.cpus[0] ? bi.cpus : "?");
+    MPI_Gather(mine, 320, MPI_CHAR, all, 320, MPI_CHAR, 0, g_mpi.comm);
+    if (root) {
+        printf("  binding (%s):", o.bind);
+        for (int r = 0; r < g_mpi.size && r < 16; r++) printf(" rank %d %s%s", r, all + r * 320, r + 1 < g_mpi.size ? "," : "");
+        printf("%s\n", g_mpi.size > 16 ? " ..." : "");
         fflush(stdout);
+        free(all);
     }
 
     int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
@@ -246,6 +269,7 @@ int cmd_train(int argc, char **argv)
             }
             batch_free(&b);
         }
+        loader_drain(lt); /* a prefetch in flight when --max-steps ends the epoch */
         double ep_time = now() - t_ep;
         /* validation: forward only, all validation events */
         loader_begin_epoch(lv, 0);
