@@ -1,13 +1,18 @@
 #include "allreduce.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <time.h>
+
+#include "timeline.h"
 
 struct grad_allreduce {
     float *buf;
     size_t n, bucket;   /* floats */
     int n_buckets, next; /* next bucket to launch (0 = the last one of the buffer) */
     MPI_Request *req;
+    double *t_launch; /* per bucket, timeline clock */
+    int *idx;
     MPI_Comm comm;
     int size;
     double t_first;
@@ -31,6 +36,8 @@ grad_allreduce *grad_allreduce_create(float *buf, size_t n, size_t bucket_bytes,
     if (g->bucket > (size_t)1 << 30) g->bucket = (size_t)1 << 30; /* int counts */
     g->n_buckets = (int)((n + g->bucket - 1) / g->bucket);
     g->req = malloc(sizeof(MPI_Request) * (g->n_buckets > 0 ? g->n_buckets : 1));
+    g->t_launch = calloc(g->n_buckets > 0 ? g->n_buckets : 1, sizeof(double));
+    g->idx = malloc(sizeof(int) * (g->n_buckets > 0 ? g->n_buckets : 1));
     g->comm = comm;
     MPI_Comm_size(comm, &g->size);
     for (int i = 0; i < g->n_buckets; i++) g->req[i] = MPI_REQUEST_NULL;
@@ -41,6 +48,8 @@ void grad_allreduce_free(grad_allreduce *g)
 {
     if (!g) return;
     free(g->req);
+    free(g->t_launch);
+    free(g->idx);
     free(g);
 }
 
@@ -63,7 +72,20 @@ static void launch_upto(grad_allreduce *g, size_t watermark)
         int j = g->next++;
         size_t a = bucket_start(g, j), e = g->n - (size_t)j * g->bucket;
         if (g->t_first == 0.0) g->t_first = now();
+        g->t_launch[j] = timeline_now();
         MPI_Iallreduce(MPI_IN_PLACE, g->buf + a, (int)(e - a), MPI_FLOAT, MPI_SUM, g->comm, &g->req[j]);
+    }
+}
+
+/* Timeline spans of the buckets just seen complete (launch to observed end). */
+static void record(grad_allreduce *g, int n_done)
+{
+    if (!timeline_enabled() || n_done == MPI_UNDEFINED) return;
+    double t = timeline_now();
+    char name[32];
+    for (int i = 0; i < n_done; i++) {
+        snprintf(name, sizeof name, "allreduce bucket %d", g->idx[i]);
+        timeline_span(name, TL_COMM, g->t_launch[g->idx[i]], t);
     }
 }
 
@@ -71,8 +93,9 @@ void grad_allreduce_ready(grad_allreduce *g, size_t watermark)
 {
     if (g->size == 1) return;
     launch_upto(g, watermark);
-    int done;
-    if (g->next > 0) MPI_Testall(g->next, g->req, &done, MPI_STATUSES_IGNORE); /* progress */
+    int n_done = 0;
+    if (g->next > 0) MPI_Testsome(g->next, g->req, &n_done, g->idx, MPI_STATUSES_IGNORE); /* progress */
+    record(g, n_done);
 }
 
 void grad_allreduce_finish(grad_allreduce *g)
@@ -80,7 +103,12 @@ void grad_allreduce_finish(grad_allreduce *g)
     if (g->size == 1) return;
     double t0 = now();
     launch_upto(g, 0);
-    MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE);
+    for (;;) {
+        int n_done = 0;
+        MPI_Waitsome(g->n_buckets, g->req, &n_done, g->idx, MPI_STATUSES_IGNORE);
+        if (n_done == MPI_UNDEFINED) break; /* all complete */
+        record(g, n_done);
+    }
     double t1 = now();
     g->st.exposed_s += t1 - t0;
     g->st.total_s += t1 - g->t_first;

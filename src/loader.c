@@ -7,6 +7,7 @@
 
 #include "mpictx.h"
 #include "rng.h"
+#include "timeline.h"
 
 typedef struct {
     mlpf_batch b;
@@ -68,6 +69,10 @@ static void read_step(loader *l, int64_t k, slot_t *s)
     int64_t bytes = dataset_read(l->ds, s->ids, s->n_ids, l->touched, nt, &s->b, err, sizeof err);
     if (bytes < 0) mlpf_fatal("reading %s data: %s", l->ds->split, err);
     s->read_s = now() - t0;
+    if (timeline_enabled()) {
+        double t1 = timeline_now();
+        timeline_span("read batch", TL_IO, t1 - s->read_s, t1);
+    }
     s->bytes = bytes;
 }
 
@@ -187,7 +192,12 @@ int loader_next(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids)
     } else {
         read_step(l, l->step, &l->slot);
     }
-    l->st.wait_s += now() - t0;
+    double waited = now() - t0;
+    l->st.wait_s += waited;
+    if (timeline_enabled()) {
+        double t1 = timeline_now();
+        timeline_span("data wait", TL_MAIN, t1 - waited, t1);
+    }
     *b = l->slot.b;
     memset(&l->slot.b, 0, sizeof l->slot.b);
     *n_ids = l->slot.n_ids;

@@ -18,12 +18,13 @@
 #include "model.h"
 #include "mpictx.h"
 #include "optim.h"
+#include "timeline.h"
 
 /* Fusion bucket size: see docs/benchmarks.md for the measurement behind it. */
 #define DEFAULT_BUCKET_MB 4.0
 
 typedef struct {
-    const char *preset, *data, *save_weights, *bind;
+    const char *preset, *data, *save_weights, *bind, *timeline;
     long long batch_size, epochs, max_steps, seed, threads;
     double lr, bucket_mb;
 } train_opts;
@@ -51,6 +52,8 @@ static void train_usage(FILE *out)
             "                      default auto; see 'mlpfbench info')\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
             "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
+            "  --timeline FILE     write a Chrome-trace JSON of every rank's forward, backward,\n"
+            "                      all-reduce buckets, data reads/waits and optimizer spans\n"
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
             "                      docs/parity-fixture.md) to F\n"
             "  -h, --help          this help\n",
@@ -97,6 +100,12 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->bind = v;
+        } else if (!strcmp(a, "--timeline")) {
+            if (!v || !*v) {
+                fprintf(stderr, "mlpfbench: --timeline needs a file name\n");
+                return -1;
+            }
+            o->timeline = v;
         } else if (!strcmp(a, "--save-weights")) {
             if (!v || !*v) {
                 fprintf(stderr, "mlpfbench: --save-weights needs a file name\n");
@@ -147,10 +156,20 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
         grad_allreduce_begin(ar);
     }
     if (b->n_rows > 0) {
+        double t0 = timeline_now();
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
-        if (ar) model_backward(m, b);
+        double t1 = timeline_now();
+        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, t0, t1);
+        if (ar) {
+            model_backward(m, b);
+            timeline_span("backward", TL_MAIN, t1, timeline_now());
+        }
     }
-    if (ar) grad_allreduce_finish(ar);
+    if (ar) {
+        double t0 = timeline_now();
+        grad_allreduce_finish(ar);
+        timeline_span("all-reduce wait", TL_MAIN, t0, timeline_now());
+    }
     reduce_report(r);
 }
 
@@ -241,6 +260,7 @@ int cmd_train(int argc, char **argv)
         free(all);
     }
 
+    if (o.timeline) timeline_start(g_mpi.comm);
     int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
     long long step = 0, events_done = 0;
     double t_start = now();
@@ -254,7 +274,9 @@ int cmd_train(int argc, char **argv)
             double t0 = now();
             loss_report r;
             run_batch(&m, &b, ar, &r);
+            double t_opt = timeline_now();
             adam_update(&cfg, &opt, m.params, m.grads);
+            timeline_span("optimizer", TL_MAIN, t_opt, timeline_now());
             long long n_ev = n_ids;
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
             double dt = now() - t0;
@@ -310,6 +332,7 @@ int cmd_train(int argc, char **argv)
     }
     grad_allreduce_free(ar);
     int rc = 0;
+    if (o.timeline && timeline_write(o.timeline, g_mpi.comm, g_mpi.host) != 0) rc = 1;
     if (root && o.save_weights) { /* temporary file, then rename: never half-written */
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", o.save_weights);

@@ -65,5 +65,18 @@ timeout 60 mpirun --oversubscribe -np $((ncores + 1)) "$bin" train --preset tiny
     && ok "oversubscribed: $((ncores + 1)) ranks on $ncores cores train" || bad "oversubscribed run: $(tail -3 "$tmp/over")"
 "$bin" info --ranks-per-node 2 | grep -q "local rank 1: cores" && ok "info prints the binding plan" || bad "info"
 
+# --timeline: a Chrome trace with every kind of span for every rank
+timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 1 \
+    --bucket-mb 0.01 --timeline "$tmp/trace.json" >/dev/null 2>&1
+/usr/bin/python3 - "$tmp/trace.json" <<'PY' && ok "timeline: forward, backward, all-reduce buckets, reads, waits, optimizer for both ranks" || bad "timeline incomplete"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+need = {"forward", "backward", "allreduce bucket 0", "read batch", "data wait", "optimizer"}
+for pid in (0, 1):
+    got = {e["name"] for e in ev if e.get("ph") == "X" and e["pid"] == pid}
+    assert need <= got, (pid, need - got)
+    assert all(e["dur"] >= 0 for e in ev if e.get("ph") == "X")
+PY
+
 echo "distributed: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
