@@ -35,7 +35,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed sanitize clean help
+.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-srun sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -98,7 +98,7 @@ run: deps
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-parity
+	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-srun test-parity
 	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
@@ -113,6 +113,9 @@ test-data:
 
 test-distributed:
 	tests/distributed.sh $(BUILD)
+
+test-srun:
+	tests/srun.sh $(BUILD)
 
 test-parity:
 	tests/parity.sh $(BUILD)

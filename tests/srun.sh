@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# srun launch: a real local Slurm (scripts/slurm-local-up.sh: slurmctld, two
+# emulated nodes, munge; no systemd) runs 'srun -N2 -n2 --mpi=pmix mlpfbench
+# train', which must train with 2 ranks and end with the same weights as
+# 'mpirun -np 2'. Torn down whatever happens. Without root it says so loudly
+# and fails, rather than passing silently.
+set -uo pipefail
+build=${1:?usage: tests/srun.sh BUILD_DIR}
+bin="$(cd "$build" && pwd)/mlpfbench"
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [[ $(id -u) -ne 0 ]]; then
+    echo "srun: NOT RUN: bringing up a local Slurm needs root (slurmctld, slurmd, munge)" >&2
+    echo "srun: 0 passed, 1 failed"
+    exit 1
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+cleanup() { "$here/scripts/slurm-local-down.sh" >/dev/null 2>&1; rm -rf "$tmp"; }
+trap cleanup EXIT
+pass=0 fail=0
+ok()  { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+"$here/scripts/slurm-local-down.sh" >/dev/null 2>&1
+if ! SLURM_EMU_NODES=2 "$here/scripts/slurm-local-up.sh" >"$tmp/up.log" 2>&1; then
+    echo "srun: cannot bring up the local Slurm:"; tail -20 "$tmp/up.log"
+    echo "srun: 0 passed, 1 failed"
+    exit 1
+fi
+"$bin" generate --out "$tmp/ds" --train-events 8 --valid-events 2 --shards 2 --elements 60 --seed 2 >/dev/null
+args=(train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 2 --threads 1 --seed 7)
+if timeout 120 srun -N2 -n2 --mpi=pmix "$bin" "${args[@]}" --save-weights "$tmp/w.srun" >"$tmp/srun.log" 2>&1 \
+   && grep -q "2 rank(s) x batch 1" "$tmp/srun.log" && grep -q "^done: 8 steps" "$tmp/srun.log"; then
+    ok "srun -N2 -n2 --mpi=pmix: 2 ranks on 2 nodes train"
+else bad "srun launch: $(tail -5 "$tmp/srun.log")"; fi
+timeout 120 mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --save-weights "$tmp/w.mpirun" >"$tmp/mpirun.log" 2>&1
+if /usr/bin/python3 -c "
+import numpy as np, sys
+a = np.fromfile('$tmp/w.srun', np.float32); b = np.fromfile('$tmp/w.mpirun', np.float32)
+sys.exit(0 if a.size == b.size > 0 and np.allclose(a, b, rtol=1e-6, atol=0) else 1)"; then
+    ok "srun and mpirun give the same weights"
+else bad "srun and mpirun weights differ"; fi
+echo "srun: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]
