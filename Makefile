@@ -26,7 +26,7 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 # (initialisation and event generation): no fused multiply-add contraction.
 PORTABLE := src/rng.c src/params.c src/generator.c
 
-LIB_SRC  := src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+LIB_SRC  := src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
             src/batch.c src/generator.c src/h5util.c src/cli.c
 APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/info.c
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
@@ -34,6 +34,9 @@ TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+# Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
+.NOTPARALLEL:
 
 .PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-srun sanitize clean help
 
@@ -59,6 +62,16 @@ endif
 $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
+
+# The git commit goes into the report; the header changes only when it does.
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
+.PHONY: FORCE
+$(BUILD)/git_commit.h: FORCE
+	@mkdir -p $(BUILD)
+	@echo '#define GIT_COMMIT "$(GIT_COMMIT)"' > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+$(BUILD)/src/report.o: $(BUILD)/git_commit.h
+$(BUILD)/src/report.o: CPPFLAGS += -include $(BUILD)/git_commit.h
 
 $(BUILD)/libmlpf.a: $(LIB_OBJ)
 	ar rcs $@ $^

@@ -22,6 +22,12 @@ void mpictx_init(int *argc, char ***argv);
 void mpictx_finalize(void);
 /* Print "mlpfbench: rank R (host): message" on stderr and abort the job. */
 void mlpf_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Print "mlpfbench: message" on stderr and keep it as the last error (for
+ * the failed-run report). */
+void mlpf_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *mlpf_last_error(void);
+/* Called by mlpf_fatal before it aborts (rank 0 writes a failed report). */
+void mlpf_set_fatal_hook(void (*hook)(const char *msg));
 /* Collective: 1 if `failed` is set on any rank. */
 int mpictx_any(int failed);
 

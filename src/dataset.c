@@ -51,7 +51,7 @@ static int write_shard(const char *path, const gen_config *gen, uint64_t first, 
     float *X = malloc(sizeof(float) * BATCH_X_COLS * (rows ? rows : 1));
     float *Y = malloc(sizeof(float) * BATCH_Y_COLS * (rows ? rows : 1));
     if (!X || !Y) {
-        fprintf(stderr, "mlpfbench: out of memory writing %s\n", path);
+        mlpf_errorf("out of memory writing %s\n", path);
         free(offsets), free(X), free(Y);
         return -1;
     }
@@ -86,7 +86,7 @@ static int write_shard(const char *path, const gen_config *gen, uint64_t first, 
     if (f >= 0 && H5Fclose(f) < 0) rc = -1;
     H5Pclose(fcpl);
     H5Pclose(dcpl);
-    if (rc != 0) fprintf(stderr, "mlpfbench: cannot write shard %s\n", path);
+    if (rc != 0) mlpf_errorf("cannot write shard %s\n", path);
     *elements = rows;
     free(offsets), free(X), free(Y);
     return rc;
@@ -125,7 +125,7 @@ int dataset_generate(const char *dir, const gen_config *gen, int64_t n_train, in
     if (rank == 0) {
         struct stat st;
         if (stat(dir, &st) == 0 && !force) {
-            fprintf(stderr, "mlpfbench: %s already exists (use --force to replace it)\n", dir);
+            mlpf_errorf("%s already exists (use --force to replace it)\n", dir);
             fail = 1;
         }
         if (!fail && stat(tmp, &st) == 0) remove_tree(tmp);
@@ -133,7 +133,7 @@ int dataset_generate(const char *dir, const gen_config *gen, int64_t n_train, in
         for (int s = 0; s < 2 && !fail; s++) {
             snprintf(sub, sizeof sub, "%s/%s", tmp, plan[s].split);
             if ((s == 0 && mkdir(tmp, 0755) != 0) || mkdir(sub, 0755) != 0) {
-                fprintf(stderr, "mlpfbench: cannot create %s: %s\n", s ? sub : tmp, strerror(errno));
+                mlpf_errorf("cannot create %s: %s\n", s ? sub : tmp, strerror(errno));
                 fail = 1;
             }
         }
@@ -199,17 +199,17 @@ int dataset_generate(const char *dir, const gen_config *gen, int64_t n_train, in
         char mpath[4300];
         snprintf(mpath, sizeof mpath, "%s/manifest.json", tmp);
         if (json_dump_file(root, mpath, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-            fprintf(stderr, "mlpfbench: cannot write %s\n", mpath);
+            mlpf_errorf("cannot write %s\n", mpath);
             fail = 1;
         }
         json_decref(root);
         struct stat st;
         if (!fail && stat(dir, &st) == 0 && remove_tree(dir) != 0) {
-            fprintf(stderr, "mlpfbench: cannot remove the old %s: %s\n", dir, strerror(errno));
+            mlpf_errorf("cannot remove the old %s: %s\n", dir, strerror(errno));
             fail = 1;
         }
         if (!fail && rename(tmp, dir) != 0) {
-            fprintf(stderr, "mlpfbench: cannot rename %s to %s: %s\n", tmp, dir, strerror(errno));
+            mlpf_errorf("cannot rename %s to %s: %s\n", tmp, dir, strerror(errno));
             fail = 1;
         }
         if (fail) remove_tree(tmp);
@@ -224,10 +224,7 @@ int dataset_generate(const char *dir, const gen_config *gen, int64_t n_train, in
 /* Report an error found identically by every rank once (rank 0). */
 #define SAME_ON_ALL_RANKS(rank, ...)                                                               \
     do {                                                                                           \
-        if ((rank) == 0) {                                                                         \
-            fprintf(stderr, "mlpfbench: " __VA_ARGS__);                                            \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
+        if ((rank) == 0) mlpf_errorf(__VA_ARGS__);                                                 \
     } while (0)
 
 static int parse_manifest(dataset_t *ds, int rank)
@@ -303,16 +300,16 @@ static int check_integrity(dataset_t *ds, int rank, int size)
         int64_t bytes;
         uint32_t crc = file_crc32(sh->path, &bytes);
         if (bytes < 0) {
-            fprintf(stderr, "mlpfbench: rank %d: cannot read shard %s: %s\n", rank, sh->path,
+            mlpf_errorf("rank %d: cannot read shard %s: %s\n", rank, sh->path,
                     strerror(errno));
             fail = 1;
         } else if (bytes != sh->bytes) {
-            fprintf(stderr, "mlpfbench: rank %d: shard %s has %lld bytes, the manifest says %lld "
+            mlpf_errorf("rank %d: shard %s has %lld bytes, the manifest says %lld "
                             "(truncated or replaced)\n",
                     rank, sh->path, (long long)bytes, (long long)sh->bytes);
             fail = 1;
         } else if (crc != sh->crc32) {
-            fprintf(stderr, "mlpfbench: rank %d: shard %s is damaged: CRC-32 %08x, the manifest "
+            mlpf_errorf("rank %d: shard %s is damaged: CRC-32 %08x, the manifest "
                             "says %08x\n",
                     rank, sh->path, crc, sh->crc32);
             fail = 1;

@@ -38,7 +38,7 @@ struct act_arena {
     void *fmem;
     size_t bytes;
     /* batch layout */
-    int64_t n_bins;
+    int64_t n_bins, n_rows;
     int64_t *bin_start; /* n_events + 1 */
     /* encoder */
     float *e, *a1, *h1, *a2;
@@ -117,7 +117,7 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     }
     F(A->dzi, N * W);
     F(A->dzr, N * W);
-    F(A->s1, N * W);
+    F(A->s1, N * (W > Dh ? W : Dh)); /* also ffn_dist's gradient, N x dist_hidden */
     F(A->s2, N * W);
     F(A->s3, N * W);
     F(A->s4, N * W);
@@ -155,7 +155,7 @@ static int plan(mlpf_model *m, const mlpf_batch *b)
         NB += (n + S - 1) / S;
     }
     act_arena *A = m->acts;
-    if (b->n_rows > A->cap_rows || NB > A->cap_bins || b->n_events > A->cap_events) {
+    if (!A->fmem || b->n_rows > A->cap_rows || NB > A->cap_bins || b->n_events > A->cap_events) {
         int64_t N = b->n_rows > A->cap_rows ? b->n_rows : A->cap_rows;
         int64_t B = NB > A->cap_bins ? NB : A->cap_bins;
         int64_t E = b->n_events > A->cap_events ? b->n_events : A->cap_events;
@@ -579,7 +579,14 @@ static void concat_cols(float *dst, int64_t N, int n, const float *const *src, c
 
 int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
 {
+    void *before = m->acts->fmem;
+    int64_t rows_before = m->acts->n_rows;
     if (plan(m, b) != 0) return -1;
+    if (m->freeze_discrete && (m->acts->fmem != before || rows_before != b->n_rows)) {
+        fprintf(stderr, "mlpfbench: freeze_discrete needs a previous forward pass on the same batch\n");
+        return -1;
+    }
+    m->acts->n_rows = b->n_rows;
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 mpictx g_mpi = {.comm = MPI_COMM_NULL, .io_comm = MPI_COMM_NULL, .size = 1};
@@ -31,6 +32,26 @@ void mpictx_finalize(void)
     MPI_Finalize();
 }
 
+static char last_error[2048];
+static void (*fatal_hook)(const char *msg);
+
+void mlpf_errorf(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n') msg[--n] = '\0';
+    fprintf(stderr, "mlpfbench: %s\n", msg);
+    snprintf(last_error, sizeof last_error, "%s", msg);
+}
+
+const char *mlpf_last_error(void) { return last_error; }
+
+void mlpf_set_fatal_hook(void (*hook)(const char *msg)) { fatal_hook = hook; }
+
 void mlpf_fatal(const char *fmt, ...)
 {
     char msg[2048];
@@ -40,6 +61,13 @@ void mlpf_fatal(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "mlpfbench: rank %d (%s): %s\n", g_mpi.rank, g_mpi.host, msg);
     fflush(stderr);
+    if (fatal_hook) {
+        char full[2400];
+        snprintf(full, sizeof full, "rank %d (%s): %s", g_mpi.rank, g_mpi.host, msg);
+        void (*h)(const char *) = fatal_hook;
+        fatal_hook = NULL; /* once */
+        h(full);
+    }
     int init = 0;
     MPI_Initialized(&init);
     if (init && g_mpi.size > 1) MPI_Abort(MPI_COMM_WORLD, 1);

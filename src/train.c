@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -18,15 +20,16 @@
 #include "model.h"
 #include "mpictx.h"
 #include "optim.h"
+#include "report.h"
 #include "timeline.h"
 
 /* Fusion bucket size: see docs/benchmarks.md for the measurement behind it. */
 #define DEFAULT_BUCKET_MB 4.0
 
 typedef struct {
-    const char *preset, *data, *save_weights, *bind, *timeline;
+    const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
     long long batch_size, epochs, max_steps, seed, threads;
-    double lr, bucket_mb;
+    double lr, bucket_mb, log_every;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -42,9 +45,15 @@ static void train_usage(FILE *out)
             "\n"
             "options:\n"
             "  --data DIR          dataset directory (default data/default)\n"
+            "  --results DIR       where mlpf_summary.json is written (default results)\n"
+            "  --device cpu|cuda   compute device (default cpu; this build has no CUDA backend)\n"
+            "  --precision P       fp32 (the CPU backend's only precision; tf32, bf16 on GPUs)\n"
+            "  --log-every S       progress: a line every S seconds (0: every step); default:\n"
+            "                      a progress bar on a terminal, a line every 10 s otherwise\n"
             "  --preset NAME       model preset: %s (default hepscore22)\n"
             "  --batch-size B      events per step on each rank (default 4)\n"
-            "  --epochs E          passes over the training events (default 1)\n"
+            "  --epochs E          passes over the training events (default 2; the score is\n"
+            "                      the mean over epochs 2..E, epoch 1 being warm-up)\n"
             "  --max-steps S       stop after S steps in total (default 0: no limit)\n"
             "  --seed S            seed of the initial weights and of the event order (default 42)\n"
             "  --threads T         worker threads per rank (default: the cores bound to the rank)\n"
@@ -70,8 +79,9 @@ static double now(void)
 static int parse(int argc, char **argv, train_opts *o)
 {
     *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
-                      .epochs = 1, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
-                      .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto"};
+                      .epochs = 2, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
+                      .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto",
+                      .results = "results", .device = "cpu", .precision = "fp32", .log_every = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -100,6 +110,35 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->bind = v;
+        } else if (!strcmp(a, "--results")) {
+            if (!v || !*v) {
+                fprintf(stderr, "mlpfbench: --results needs a directory\n");
+                return -1;
+            }
+            o->results = v;
+        } else if (!strcmp(a, "--device")) {
+            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
+                fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
+                return -1;
+            }
+            if (!strcmp(v, "cuda")) {
+                fprintf(stderr, "mlpfbench: --device cuda: this build has no CUDA backend (it is "
+                                "built when nvcc is found; see the GPU backend issue)\n");
+                return -1;
+            }
+            o->device = v;
+        } else if (!strcmp(a, "--precision")) {
+            if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
+                fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
+                return -1;
+            }
+            if (strcmp(v, "fp32")) {
+                fprintf(stderr, "mlpfbench: --precision %s needs a GPU; the CPU backend computes in fp32\n", v);
+                return -1;
+            }
+            o->precision = v;
+        } else if (!strcmp(a, "--log-every")) {
+            rc = cli_double(a, v, 0.0, 86400.0, &o->log_every);
         } else if (!strcmp(a, "--timeline")) {
             if (!v || !*v) {
                 fprintf(stderr, "mlpfbench: --timeline needs a file name\n");
@@ -143,6 +182,8 @@ static void reduce_report(loss_report *r)
 
 static void on_grad_ready(void *ctx, size_t watermark) { grad_allreduce_ready(ctx, watermark); }
 
+static rank_figures fig; /* this rank's measurements, for the report */
+
 /* Forward (and backward) of this rank's part of a global batch; with a
  * gradient all-reduce, the gradients are summed over the ranks, overlapped
  * with backward. */
@@ -156,19 +197,22 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
         grad_allreduce_begin(ar);
     }
     if (b->n_rows > 0) {
-        double t0 = timeline_now();
+        double t0 = now();
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
-        double t1 = timeline_now();
-        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, t0, t1);
+        double t1 = now();
+        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, timeline_now() - (t1 - t0), timeline_now());
         if (ar) {
+            fig.forward_s += t1 - t0;
             model_backward(m, b);
-            timeline_span("backward", TL_MAIN, t1, timeline_now());
+            double t2 = now();
+            fig.backward_s += t2 - t1;
+            timeline_span("backward", TL_MAIN, timeline_now() - (t2 - t1), timeline_now());
         }
     }
     if (ar) {
-        double t0 = timeline_now();
+        double t0 = now();
         grad_allreduce_finish(ar);
-        timeline_span("all-reduce wait", TL_MAIN, t0, timeline_now());
+        timeline_span("all-reduce wait", TL_MAIN, timeline_now() - (now() - t0), timeline_now());
     }
     reduce_report(r);
 }
@@ -191,15 +235,88 @@ static void print_losses(const loss_report *r)
     printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
 }
 
+/* The report of this run, kept so that a fatal error can still write it. */
+static run_summary summary;
+static char results_dir[4096];
+
+static void write_failed_report(const char *msg)
+{
+    if (g_mpi.rank != 0) return;
+    summary.error = msg;
+    report_write(results_dir, &summary, 0);
+}
+
+/* Error found collectively (dataset checks): rank 0 reports the first
+ * rank's message that has one. */
+static int fail_collectively(void)
+{
+    char mine[512], *all = g_mpi.rank == 0 ? malloc((size_t)512 * g_mpi.size) : NULL;
+    snprintf(mine, sizeof mine, "%s", mlpf_last_error());
+    MPI_Gather(mine, 512, MPI_CHAR, all, 512, MPI_CHAR, 0, g_mpi.comm);
+    if (g_mpi.rank == 0) {
+        const char *msg = "failed (see the messages on stderr)";
+        for (int r = 0; r < g_mpi.size; r++)
+            if (all[512 * r]) {
+                msg = all + 512 * r;
+                break;
+            }
+        write_failed_report(msg);
+        free(all);
+    }
+    return 1;
+}
+
+/* Progress on rank 0: a bar on a terminal, else a line every few seconds. */
+typedef struct {
+    int tty;
+    double every, last;
+} progress_t;
+
+static void progress(progress_t *p, long long ep, long long epochs, long long step, long long total,
+                     const loss_report *r, double ev_s, double eta, int last)
+{
+    double t = now();
+    if (p->tty && p->every < 0) {
+        int width = 30, done = (int)(width * step / (total ? total : 1));
+        printf("\r epoch %lld/%lld [", ep, epochs);
+        for (int i = 0; i < width; i++) putchar(i < done ? '#' : '.');
+        printf("] step %lld/%lld %.2f ev/s loss %.4f ETA %02d:%02d:%02d ", step, total, ev_s, r->loss[0],
+               (int)(eta / 3600), (int)(eta / 60) % 60, (int)eta % 60);
+        if (last) putchar('\n');
+        fflush(stdout);
+        return;
+    }
+    double every = p->every < 0 ? 10.0 : p->every;
+    if (!last && step > 1 && t - p->last < every) return;
+    p->last = t;
+    printf("epoch %lld step %lld/%lld ", ep, step, total);
+    print_losses(r);
+    printf(" %.2f ev/s ETA %.0f s\n", ev_s, eta);
+    fflush(stdout);
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_opts o;
     int prc = parse(argc, argv, &o);
     if (prc != 0) return prc > 0 ? 0 : 2;
     const int root = g_mpi.rank == 0;
+    /* the report's skeleton first: every failure from here on is reported */
+    static char cmdline[8192];
+    int off = snprintf(cmdline, sizeof cmdline, "mlpfbench");
+    for (int i = 0; i < argc && off < (int)sizeof cmdline - 1; i++)
+        off += snprintf(cmdline + off, sizeof cmdline - off, " %s", argv[i]);
+    snprintf(results_dir, sizeof results_dir, "%s", o.results);
+    summary = (run_summary){.command_line = cmdline, .preset = o.preset, .device = o.device,
+                            .precision = o.precision, .data_dir = o.data, .bind = o.bind,
+                            .world_size = g_mpi.size, .batch_per_rank = o.batch_size,
+                            .seed = o.seed, .bucket_mib = o.bucket_mb};
+    report_timestamp(summary.train_start, sizeof summary.train_start);
+    mlpf_set_fatal_hook(write_failed_report);
+
     binding_info bi;
     if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(o.bind, "auto"), &bi) != 0))
-        return 1;
+        return fail_collectively();
     int threads = (int)o.threads;
     if (threads <= 0) {
         threads = bi.bound ? bi.n_bound_cores : bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
@@ -207,28 +324,32 @@ int cmd_train(int argc, char **argv)
     }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+    summary.threads_per_rank = threads;
     mlpf_config cfg;
     mlpf_config_preset(o.preset, &cfg);
     if (o.lr > 0) cfg.lr = (float)o.lr;
 
     dataset_t train, valid;
-    if (dataset_open(&train, o.data, "train", g_mpi.comm) != 0) return 1;
+    if (dataset_open(&train, o.data, "train", g_mpi.comm) != 0) return fail_collectively();
     if (dataset_open(&valid, o.data, "valid", g_mpi.comm) != 0) {
         dataset_close(&train);
-        return 1;
+        return fail_collectively();
     }
+    summary.train_events = train.events;
+    summary.valid_events = valid.events;
     if (train.events < g_mpi.size) {
         if (root)
-            fprintf(stderr, "mlpfbench: dataset %s has %lld training events, fewer than the %d ranks\n",
-                    o.data, (long long)train.events, g_mpi.size);
+            mlpf_errorf("dataset %s has %lld training events, fewer than the %d ranks", o.data,
+                        (long long)train.events, g_mpi.size);
         dataset_close(&train);
         dataset_close(&valid);
-        return 1;
+        return fail_collectively();
     }
     mlpf_model m;
     adam_state opt;
     if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
         mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
+    summary.n_params = (int64_t)m.layout.total;
     verify_same_weights(&m);
     grad_allreduce *ar = grad_allreduce_create(m.grads, m.layout.total, (size_t)(o.bucket_mb * 1048576.0), g_mpi.comm);
     m.grad_ready = on_grad_ready;
@@ -238,6 +359,11 @@ int cmd_train(int argc, char **argv)
     loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
     long long steps_per_epoch = loader_steps(lt), total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0 && o.max_steps < total_steps) total_steps = o.max_steps;
+    summary.steps_per_epoch = steps_per_epoch;
+    summary.epoch_time = calloc(o.epochs, sizeof(double));
+    summary.throughput = calloc(o.epochs, sizeof(double));
+    summary.val_acc = calloc(o.epochs, sizeof(double));
+    summary.val_loss = calloc(o.epochs, sizeof *summary.val_loss);
     if (root) {
         printf("mlpfbench train: preset %s, %zu trainable parameters\n", cfg.preset, m.layout.total);
         printf("  data %s: %lld training events (%lld elements), %lld validation events\n", o.data,
@@ -261,9 +387,15 @@ int cmd_train(int argc, char **argv)
     }
 
     if (o.timeline) timeline_start(g_mpi.comm);
+    /* a bar only on a real terminal: launchers (mpirun's pseudo-terminal, srun,
+     * batch jobs) get plain lines */
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("SLURM_JOB_ID");
+    progress_t prog = {.tty = isatty(STDOUT_FILENO) && !launched, .every = o.log_every};
     int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
     long long step = 0, events_done = 0;
+    int64_t elements_done = 0;
     double t_start = now();
+    int epochs_done = 0;
     for (long long ep = 0; ep < o.epochs && step < total_steps; ep++) {
         loader_begin_epoch(lt, (int)ep);
         mlpf_batch b;
@@ -274,20 +406,25 @@ int cmd_train(int argc, char **argv)
             double t0 = now();
             loss_report r;
             run_batch(&m, &b, ar, &r);
-            double t_opt = timeline_now();
+            double t_opt = now();
             adam_update(&cfg, &opt, m.params, m.grads);
-            timeline_span("optimizer", TL_MAIN, t_opt, timeline_now());
+            fig.optimizer_s += now() - t_opt;
+            timeline_span("optimizer", TL_MAIN, timeline_now() - (now() - t_opt), timeline_now());
             long long n_ev = n_ids;
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
             double dt = now() - t0;
+            fig.step_s += dt;
+            fig.steps++;
+            fig.events += n_ids;
+            fig.elements += b.n_rows;
             step++;
             events_done += n_ev;
+            elements_done += r.n_rows;
             ev_ep += n_ev;
             if (root) {
-                printf("epoch %lld step %lld/%lld ", ep + 1, step, total_steps);
-                print_losses(&r);
-                printf(" %.2f s %.2f ev/s\n", dt, n_ev / dt);
-                fflush(stdout);
+                double rate = events_done / (now() - t_start);
+                double eta = (now() - t_start) / step * (total_steps - step);
+                progress(&prog, ep + 1, o.epochs, step, total_steps, &r, rate, eta, step == total_steps);
             }
             batch_free(&b);
         }
@@ -306,7 +443,13 @@ int cmd_train(int argc, char **argv)
             batch_free(&b);
         }
         for (int k = 0; k < LOSS_N; k++) tot.loss[k] /= tot.n_rows > 0 ? tot.n_rows : 1;
+        summary.epoch_time[ep] = ep_time;
+        summary.throughput[ep] = ev_ep / ep_time;
+        summary.val_acc[ep] = tot.n_rows ? (double)tot.n_correct / tot.n_rows : 0.0;
+        memcpy(summary.val_loss[ep], tot.loss, sizeof tot.loss);
+        summary.epochs = epochs_done = (int)ep + 1;
         if (root) {
+            if (prog.tty && prog.every < 0 && step != total_steps) putchar('\n'); /* end the bar */
             printf("validation epoch %lld: ", ep + 1);
             print_losses(&tot);
             printf(" (%lld elements); epoch time %.1f s, %.3f events/s\n", (long long)tot.n_rows,
@@ -315,8 +458,30 @@ int cmd_train(int argc, char **argv)
         }
     }
     double elapsed = now() - t_start;
+    report_timestamp(summary.train_stop, sizeof summary.train_stop);
+    summary.train_time = elapsed;
+    summary.train_events_seen = events_done;
+    summary.train_elements_seen = elements_done;
+    summary.flops_per_event = 3.0 * model_flops_per_element(&cfg) * (events_done ? (double)elements_done / events_done : 0.0);
+    summary.achieved_flops = 3.0 * model_flops_per_element(&cfg) * elements_done / elapsed;
     loader_stats ls = loader_get_stats(lt);
     allreduce_stats as = grad_allreduce_stats(ar);
+    /* this rank's figures, gathered to rank 0 */
+    fig.rank = g_mpi.rank;
+    fig.local_rank = g_mpi.local_rank;
+    fig.threads = threads;
+    snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
+    snprintf(fig.cpus, sizeof fig.cpus, "%.127s", bi.cpus);
+    fig.data_wait_s = ls.wait_s;
+    fig.read_s = ls.read_s;
+    fig.bytes_read = ls.bytes;
+    fig.allreduce_s = as.total_s;
+    fig.allreduce_exposed_s = as.exposed_s;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fig.peak_rss_mib = ru.ru_maxrss / 1024.0;
+    summary.ranks = root ? calloc(g_mpi.size, sizeof(rank_figures)) : NULL;
+    MPI_Gather(&fig, (int)sizeof fig, MPI_BYTE, summary.ranks, (int)sizeof fig, MPI_BYTE, 0, g_mpi.comm);
     if (root) {
         printf("done: %lld steps, %lld events in %.1f s, %.3f events/s; rank 0 read %.1f MiB in "
                "%.2f s, waited %.2f s for data; activations %.0f MiB\n",
@@ -343,6 +508,14 @@ int cmd_train(int argc, char **argv)
             rc = 1;
         }
     }
+    mlpf_set_fatal_hook(NULL);
+    if (root && report_write(results_dir, &summary, 1) != 0) rc = 1;
+    (void)epochs_done;
+    free(summary.ranks);
+    free(summary.epoch_time);
+    free(summary.throughput);
+    free(summary.val_acc);
+    free(summary.val_loss);
     free(ids);
     loader_free(lt);
     loader_free(lv);

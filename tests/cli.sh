@@ -37,11 +37,11 @@ expect 0 "--train-events N" -- "$bin" generate --help
 
 # hepscore22 reports the reference parameter count (one short step)
 expect 0 "preset hepscore22, 6786861 trainable parameters" -- \
-    "$bin" train --data "$tmp/ds" --batch-size 1 --max-steps 1 --threads 2
+    "$bin" train --data "$tmp/ds" --batch-size 1 --max-steps 1 --threads 2 --results "$tmp/r0"
 
 # A test-sized run: the loss clearly falls (last epoch's mean below 60% of the
 # first's) and validation accuracy rises.
-"$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 30 \
+"$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 30 --log-every 0 --results "$tmp/r1" \
     --threads 2 --seed 3 >"$tmp/train.log" 2>&1 || bad "tiny training run failed: $(tail -5 "$tmp/train.log")"
 if awk '/^epoch /{ e=$2; s[e]+=$6; n[e]++; last=e } END {
         first = s[1]/n[1]; final = s[last]/n[last];

@@ -48,7 +48,7 @@ grep -q "^1 " "$tmp/s16" && ! diff <(grep "^0 " "$tmp/s16" | cut -d: -f2) <(grep
     && ok "reader: a new order every epoch" || bad "reader: epochs have the same order"
 
 # --- bad input: each refused with the file named, non-zero exit on every rank within seconds
-train() { timeout 60 "${mpirun[@]}" -np "$1" "$bin" train --preset tiny --batch-size 1 --threads 1 --data "$2"; }
+train() { timeout 60 "${mpirun[@]}" -np "$1" "$bin" train --preset tiny --batch-size 1 --threads 1 --data "$2" --results "$tmp/res"; }
 expect_refusal() { # name dataset pattern [np]
     local name=$1 d=$2 pat=$3 np=${4:-2} start=$SECONDS
     train "$np" "$d" >"$tmp/out" 2>&1; local rc=$?

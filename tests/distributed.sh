@@ -15,7 +15,7 @@ bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 "$bin" generate --out "$tmp/ds" --train-events 16 --valid-events 4 --shards 3 --elements 80 --seed 8 >/dev/null
 run() { # np batch bucket_mb -> losses in $tmp/l.np, weights in $tmp/w.np
-    timeout 120 mpirun --oversubscribe -np "$1" "$bin" train --preset tiny --data "$tmp/ds" --batch-size "$2" \
+    timeout 120 mpirun --oversubscribe -np "$1" "$bin" train --preset tiny --data "$tmp/ds" --batch-size "$2" --log-every 0 --results "$tmp/r.$1" \
         --epochs 2 --threads 1 --seed 4 --bucket-mb "$3" --save-weights "$tmp/w.$1" >"$tmp/o.$1" 2>&1 \
         && awk '/^epoch /{ print $6 }' "$tmp/o.$1" >"$tmp/l.$1"
 }
@@ -36,7 +36,7 @@ for n in (2, 4):
 sys.exit(0 if ok else 1)
 PY
     # the comparison is not vacuous: another seed gives other weights
-    timeout 120 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 2 --threads 1 --seed 5 \
+    timeout 120 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 2 --threads 1 --seed 5 --results "$tmp/r.o" \
         --save-weights "$tmp/w.other" >/dev/null 2>&1
     cmp -s "$tmp/w.1" "$tmp/w.other" && bad "weights do not depend on the seed" || ok "another seed gives other weights"
     grep -q "gradient all-reduce (rank 0): 8 steps" "$tmp/o.4" && ok "all-reduce figures reported" \
@@ -54,19 +54,19 @@ for np in 1 2 3; do
 done
 
 # placement: cores split among the ranks of a node; oversubscribed runs work
-out=$(timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --max-steps 1 2>&1)
+out=$(timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --max-steps 1 --results "$tmp/r.b" 2>&1)
 ncores=$(grep -c ^processor /proc/cpuinfo)
 if [[ $ncores -ge 2 ]]; then
     grep -qE "binding \(auto\): rank 0 [^:]+:0, rank 1 [^:]+:1" <<<"$out" && grep -q "1 threads/rank" <<<"$out" \
         && ok "2 ranks bound to one core each, 1 thread each" || bad "binding: $(grep binding <<<"$out")"
 fi
-timeout 60 mpirun --oversubscribe -np $((ncores + 1)) "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 \
+timeout 60 mpirun --oversubscribe -np $((ncores + 1)) "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --results "$tmp/r.x" \
     --max-steps 1 >"$tmp/over" 2>&1 && grep -q "binding (auto)" "$tmp/over" \
     && ok "oversubscribed: $((ncores + 1)) ranks on $ncores cores train" || bad "oversubscribed run: $(tail -3 "$tmp/over")"
 "$bin" info --ranks-per-node 2 | grep -q "local rank 1: cores" && ok "info prints the binding plan" || bad "info"
 
 # --timeline: a Chrome trace with every kind of span for every rank
-timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 1 \
+timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 1 --results "$tmp/r.t" \
     --bucket-mb 0.01 --timeline "$tmp/trace.json" >/dev/null 2>&1
 /usr/bin/python3 - "$tmp/trace.json" <<'PY' && ok "timeline: forward, backward, all-reduce buckets, reads, waits, optimizer for both ranks" || bad "timeline incomplete"
 import json, sys

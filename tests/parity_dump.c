@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "cli.h"
 #include "generator.h"
 #include "h5util.h"
 #include "model.h"
@@ -77,8 +78,15 @@ int main(int argc, char **argv)
 
     int64_t sizes[64];
     int n_events = 0;
-    for (char *s = strdup(sizes_arg), *tok = strtok(s, ","); tok; tok = strtok(NULL, ","))
-        if (n_events < 64) sizes[n_events++] = atoll(tok);
+    char list[1024];
+    snprintf(list, sizeof list, "%s", sizes_arg);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        long long v;
+        if (n_events == 64 || cli_int("--sizes", tok, 1, 100000, &v) != 0) die("--sizes: 1 to 64 sizes of 1..100000");
+        sizes[n_events++] = v;
+    }
+    if (n_events == 0) die("--sizes: at least one event");
+    if (steps < 0) die("--adam-steps must be >= 0");
     mlpf_batch b;
     if (batch_alloc(&b, n_events, sizes) != 0) die("out of memory");
     for (int e = 0; e < n_events; e++) {
@@ -118,11 +126,13 @@ int main(int argc, char **argv)
     for (int l = 0; l < n_layers; l++) {
         layer_name(&cfg, l, name, sizeof name);
         snprintf(path, sizeof path, "/buffers/%s.R", name);
-        h5_write(f, path, H5T_NATIVE_FLOAT, m.lsh + l * per, cfg.dist_dim, cfg.max_num_bins / 2);
+        if (h5_write(f, path, H5T_NATIVE_FLOAT, m.lsh + l * per, cfg.dist_dim, cfg.max_num_bins / 2) != 0)
+            die("HDF5 write failed");
     }
-    h5_write(f, "/batch/X", H5T_NATIVE_FLOAT, b.X, b.n_rows, BATCH_X_COLS);
-    h5_write(f, "/batch/ygen", H5T_NATIVE_FLOAT, b.y, b.n_rows, BATCH_Y_COLS);
-    h5_write(f, "/batch/offsets", H5T_NATIVE_INT64, b.offsets, n_events + 1, 0);
+    if (h5_write(f, "/batch/X", H5T_NATIVE_FLOAT, b.X, b.n_rows, BATCH_X_COLS) != 0 ||
+        h5_write(f, "/batch/ygen", H5T_NATIVE_FLOAT, b.y, b.n_rows, BATCH_Y_COLS) != 0 ||
+        h5_write(f, "/batch/offsets", H5T_NATIVE_INT64, b.offsets, n_events + 1, 0) != 0)
+        die("HDF5 write failed");
 
     adam_state opt;
     if (adam_init(&opt, m.layout.total) != 0) die("out of memory");
@@ -137,7 +147,8 @@ int main(int argc, char **argv)
             for (int l = 0; l < n_layers; l++) {
                 layer_name(&cfg, l, name, sizeof name);
                 snprintf(path, sizeof path, "/c/hash/%s", name);
-                h5_write(f, path, H5T_NATIVE_INT, model_hashes(&m, l), b.n_rows, 0);
+                if (h5_write(f, path, H5T_NATIVE_INT, model_hashes(&m, l), b.n_rows, 0) != 0)
+                    die("HDF5 write failed");
             }
             printf("loss %.8g (", hist[0].loss[0]);
             for (int k = 1; k < LOSS_N; k++) printf("%s %.6g%s", LOSS_NAMES[k], hist[0].loss[k], k + 1 < LOSS_N ? ", " : ")\n");

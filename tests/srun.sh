@@ -28,7 +28,7 @@ if ! SLURM_EMU_NODES=2 "$here/scripts/slurm-local-up.sh" >"$tmp/up.log" 2>&1; th
     exit 1
 fi
 "$bin" generate --out "$tmp/ds" --train-events 8 --valid-events 2 --shards 2 --elements 60 --seed 2 >/dev/null
-args=(train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 2 --threads 1 --seed 7)
+args=(train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 2 --threads 1 --seed 7 --results "$tmp/res")
 if timeout 120 srun -N2 -n2 --mpi=pmix "$bin" "${args[@]}" --save-weights "$tmp/w.srun" >"$tmp/srun.log" 2>&1 \
    && grep -q "2 rank(s) x batch 1" "$tmp/srun.log" && grep -q "^done: 8 steps" "$tmp/srun.log"; then
     ok "srun -N2 -n2 --mpi=pmix: 2 ranks on 2 nodes train"

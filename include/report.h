@@ -1,0 +1,54 @@
+/* The HEPscore-compatible result summary (shared/spec/report.md): rank 0
+ * writes <results>/mlpf_summary.json, atomically, with the reference MLPF
+ * benchmark's field names plus validation, distributed and per-rank/per-node
+ * figures. A failed run writes the same file with report.log = the error and
+ * no scores. docs/mlpf_summary.schema.json describes it. */
+#ifndef MLPF_REPORT_H
+#define MLPF_REPORT_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+#define MLPF_VERSION "0.3.0"
+
+/* What one rank measured; gathered to rank 0 as raw bytes (same binary). */
+typedef struct {
+    int rank, local_rank, threads;
+    char host[64], cpus[128];
+    int64_t events, elements, steps, bytes_read;
+    double step_s, forward_s, backward_s, optimizer_s, data_wait_s, read_s;
+    double allreduce_s, allreduce_exposed_s;
+    double peak_rss_mib;
+} rank_figures;
+
+typedef struct {
+    /* the launch */
+    const char *command_line, *preset, *device, *precision, *data_dir, *bind;
+    int world_size, threads_per_rank;
+    long long batch_per_rank, train_events, valid_events, steps_per_epoch, seed;
+    int64_t n_params;
+    double bucket_mib;
+    /* results, per completed epoch */
+    int epochs;
+    double *epoch_time, *throughput, *val_acc;
+    double (*val_loss)[LOSS_N];
+    char train_start[32], train_stop[32];
+    double train_time, flops_per_event, achieved_flops;
+    int64_t train_elements_seen, train_events_seen;
+    /* every rank (rank 0 only) */
+    rank_figures *ranks;
+    /* NULL on success */
+    const char *error;
+} run_summary;
+
+/* Floating-point operations of one forward pass per element (the spec's cost
+ * model: matrix products only); forward + backward is three times this. */
+double model_flops_per_element(const mlpf_config *c);
+/* ISO 8601 UTC now. */
+void report_timestamp(char *buf, int n);
+/* Write <dir>/mlpf_summary.json (temporary file, then rename); prints a table
+ * of the key figures on stdout when `table` is set. Returns 0 or -1. */
+int report_write(const char *dir, const run_summary *s, int table);
+
+#endif

@@ -1,0 +1,297 @@
+#include "report.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <hwloc.h>
+#include <jansson.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#ifndef GIT_COMMIT
+#define GIT_COMMIT "unknown"
+#endif
+
+double model_flops_per_element(const mlpf_config *c)
+{
+    const double W = c->width, S = c->bin_size, Dd = c->dist_dim, Dh = c->dist_hidden;
+    const double nc = c->n_classes, H = c->head_hidden;
+    double f = 2.0 * (mlpf_enc_in(c) * W + W * W); /* encoder */
+    double graph = 2.0 * (W * Dh + Dh * Dd) + 3 * 2.0 * W * W /* ffn_dist, theta, wh, wt */
+                   + 2.0 * S * Dd + 2.0 * S * W;            /* kernel Gram, A (n H) */
+    f += (c->n_graph_id + c->n_graph_reg) * graph;
+    struct { double in; int hidden, out; } heads[6] = {
+        {W, c->id_hidden_layers, (int)nc}, {W, c->ch_hidden_layers, 1},
+        {W + nc, c->reg_hidden_layers, 1}, {W + nc, c->reg_hidden_layers, 2},
+        {2 * (W + nc), c->reg_hidden_layers, 1}, {2 * (W + nc), c->reg_hidden_layers, 2}};
+    for (int h = 0; h < 6; h++) {
+        double in = heads[h].in;
+        for (int i = 0; i <= heads[h].hidden; i++) {
+            double o = i < heads[h].hidden ? H / (1 << i) : heads[h].out;
+            f += 2.0 * in * o;
+            in = o;
+        }
+    }
+    return f;
+}
+
+void report_timestamp(char *buf, int n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void cpu_model(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p++;
+                while (*p == ' ') p++;
+                p[strcspn(p, "\n")] = '\0';
+                snprintf(buf, n, "%s", p);
+            }
+            break;
+        }
+    fclose(f);
+}
+
+static json_t *darray(const double *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static json_t *rank_json(const rank_figures *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "rank", json_integer(r->rank));
+    json_object_set_new(o, "host", json_string(r->host));
+    json_object_set_new(o, "local_rank", json_integer(r->local_rank));
+    json_object_set_new(o, "cpus", json_string(r->cpus));
+    json_object_set_new(o, "threads", json_integer(r->threads));
+    json_object_set_new(o, "events", json_integer(r->events));
+    json_object_set_new(o, "elements", json_integer(r->elements));
+    json_object_set_new(o, "steps", json_integer(r->steps));
+    json_object_set_new(o, "throughput", json_real(r->step_s > 0 ? r->events / r->step_s : 0.0));
+    json_object_set_new(o, "step_time", json_real(r->step_s));
+    json_object_set_new(o, "forward_time", json_real(r->forward_s));
+    json_object_set_new(o, "backward_time", json_real(r->backward_s));
+    json_object_set_new(o, "allreduce_time", json_real(r->allreduce_s));
+    json_object_set_new(o, "allreduce_exposed_time", json_real(r->allreduce_exposed_s));
+    json_object_set_new(o, "data_wait_time", json_real(r->data_wait_s));
+    json_object_set_new(o, "data_read_time", json_real(r->read_s));
+    json_object_set_new(o, "data_read_bytes", json_integer(r->bytes_read));
+    json_object_set_new(o, "optimizer_time", json_real(r->optimizer_s));
+    json_object_set_new(o, "peak_memory_mib", json_real(r->peak_rss_mib));
+    return o;
+}
+
+/* Per node: sums of events and throughput, means of times, sum of memory. */
+static json_t *nodes_json(const rank_figures *r, int n, int *n_nodes, int *max_per_node)
+{
+    json_t *arr = json_array();
+    char (*seen)[64] = calloc((size_t)(n > 0 ? n : 1), 64);
+    int ns = 0;
+    *max_per_node = 0;
+    for (int i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < ns; k++)
+            if (!strcmp(seen[k], r[i].host)) break;
+        if (k < ns) continue;
+        snprintf(seen[ns++], 64, "%s", r[i].host);
+        int ranks = 0;
+        int64_t events = 0, elements = 0;
+        double thr = 0, step = 0, fwd = 0, bwd = 0, arx = 0, wait = 0, opt = 0, mem = 0;
+        json_t *list = json_array();
+        for (int j = 0; j < n; j++) {
+            if (strcmp(r[j].host, r[i].host)) continue;
+            ranks++;
+            json_array_append_new(list, json_integer(r[j].rank));
+            events += r[j].events;
+            elements += r[j].elements;
+            thr += r[j].step_s > 0 ? r[j].events / r[j].step_s : 0.0;
+            step += r[j].step_s, fwd += r[j].forward_s, bwd += r[j].backward_s;
+            arx += r[j].allreduce_exposed_s, wait += r[j].data_wait_s, opt += r[j].optimizer_s;
+            mem += r[j].peak_rss_mib;
+        }
+        if (ranks > *max_per_node) *max_per_node = ranks;
+        json_t *o = json_object();
+        json_object_set_new(o, "host", json_string(r[i].host));
+        json_object_set_new(o, "ranks", list);
+        json_object_set_new(o, "events", json_integer(events));
+        json_object_set_new(o, "elements", json_integer(elements));
+        json_object_set_new(o, "throughput", json_real(thr));
+        json_object_set_new(o, "mean_step_time", json_real(step / ranks));
+        json_object_set_new(o, "mean_forward_time", json_real(fwd / ranks));
+        json_object_set_new(o, "mean_backward_time", json_real(bwd / ranks));
+        json_object_set_new(o, "mean_allreduce_exposed_time", json_real(arx / ranks));
+        json_object_set_new(o, "mean_data_wait_time", json_real(wait / ranks));
+        json_object_set_new(o, "mean_optimizer_time", json_real(opt / ranks));
+        json_object_set_new(o, "peak_memory_mib", json_real(mem));
+        json_array_append_new(arr, o);
+    }
+    *n_nodes = ns;
+    free(seen);
+    return arr;
+}
+
+static json_t *software_json(void)
+{
+    json_t *o = json_object();
+    char buf[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(buf, &len);
+    buf[strcspn(buf, ",\n")] = '\0';
+    json_object_set_new(o, "mlpfbench", json_string(MLPF_VERSION));
+    json_object_set_new(o, "git_commit", json_string(GIT_COMMIT));
+    json_object_set_new(o, "compiler", json_string(__VERSION__));
+    json_object_set_new(o, "mpi", json_string(buf));
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+    snprintf(buf, sizeof buf, "%u.%u.%u", maj, min, rel);
+    json_object_set_new(o, "hdf5", json_string(buf));
+    unsigned hv = hwloc_get_api_version();
+    snprintf(buf, sizeof buf, "%u.%u.%u", hv >> 16, (hv >> 8) & 0xff, hv & 0xff);
+    json_object_set_new(o, "hwloc", json_string(buf));
+    json_object_set_new(o, "openblas", json_string(openblas_get_config()));
+    json_object_set_new(o, "jansson", json_string(JANSSON_VERSION));
+    return o;
+}
+
+static void print_table(const run_summary *s, int n_nodes)
+{
+    printf("\n%-34s %s\n", "mlpfbench result", s->error ? "FAILED" : "ok");
+    printf("%-34s %s, %d rank(s) on %d node(s), %d threads/rank\n", "model, launch", s->preset,
+           s->world_size, n_nodes, s->threads_per_rank);
+    printf("%-34s %lld events x %d epoch(s), batch %lld/rank\n", "training", s->train_events,
+           s->epochs, s->batch_per_rank);
+    for (int e = 0; e < s->epochs; e++)
+        printf("  epoch %-4d %10.2f s %10.3f events/s   validation acc %.4f loss %.4f\n", e + 1,
+               s->epoch_time[e], s->throughput[e], s->val_acc[e], s->val_loss[e][0]);
+    if (s->epochs >= 2) {
+        double t = 0, th = 0;
+        for (int e = 1; e < s->epochs; e++) t += s->epoch_time[e], th += s->throughput[e];
+        printf("%-34s %.3f events/s, %.2f s/epoch (epochs 2..%d)\n", "mean throughput", th / (s->epochs - 1),
+               t / (s->epochs - 1), s->epochs);
+    } else if (s->epochs == 1) {
+        printf("%-34s one epoch only: no mean over epochs 2..n (epoch 1 is warm-up)\n", "mean throughput");
+    }
+    printf("%-34s %.1f GFLOP/event, %.1f GFLOP/s achieved\n", "compute", s->flops_per_event / 1e9,
+           s->achieved_flops / 1e9);
+    if (s->error) printf("%-34s %s\n", "error", s->error);
+    fflush(stdout);
+}
+
+int report_write(const char *dir, const run_summary *s, int table)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mlpfbench: cannot create the results directory %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    json_t *root = json_object(), *run_info = json_object(), *report = json_object();
+    json_t *scores = json_object(), *stats = json_object(), *app = json_object();
+    json_object_set_new(run_info, "copies", json_integer(s->world_size));
+    json_object_set_new(run_info, "threads_per_copy", json_integer(s->threads_per_rank));
+    json_object_set_new(run_info, "events_per_thread",
+                        json_integer(s->world_size ? s->train_events / s->world_size : 0));
+    json_object_set_new(run_info, "extra_arguments", json_string(s->command_line ? s->command_line : ""));
+
+    int n_nodes = 1, per_node = s->world_size;
+    json_t *per_rank = json_array(), *nodes = NULL;
+    if (s->ranks) {
+        for (int r = 0; r < s->world_size; r++) json_array_append_new(per_rank, rank_json(&s->ranks[r]));
+        nodes = nodes_json(s->ranks, s->world_size, &n_nodes, &per_node);
+    } else {
+        nodes = json_array();
+    }
+    double mean_thr = 0, mean_t = 0;
+    if (!s->error && s->epochs >= 2) { /* the reference: mean over epochs 2..n */
+        for (int e = 1; e < s->epochs; e++) mean_thr += s->throughput[e], mean_t += s->epoch_time[e];
+        mean_thr /= s->epochs - 1;
+        mean_t /= s->epochs - 1;
+        json_object_set_new(scores, "mean_throughput", json_real(mean_thr));
+        json_object_set_new(scores, "mean_epoch_time", json_real(mean_t));
+    }
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    json_object_set_new(stats, "num_epochs", json_integer(s->epochs));
+    json_object_set_new(stats, "epoch_times", darray(s->epoch_time, s->epochs));
+    json_object_set_new(stats, "throughput_per_epoch", darray(s->throughput, s->epochs));
+    json_object_set_new(stats, "train_start", json_string(s->train_start));
+    json_object_set_new(stats, "train_stop", json_string(s->train_stop));
+    json_object_set_new(stats, "train_time", json_real(s->train_time));
+    json_object_set_new(stats, "GPU", json_string("none"));
+    json_object_set_new(stats, "CPU", json_string(cpu));
+    json_object_set_new(stats, "train_set_size", json_integer(s->train_events));
+    json_object_set_new(stats, "batch_size_per_device", json_integer(s->batch_per_rank));
+    json_object_set_new(stats, "batch_size_total", json_integer(s->batch_per_rank * s->world_size));
+    json_object_set_new(stats, "steps_per_epoch", json_integer(s->steps_per_epoch));
+    json_object_set_new(stats, "events_per_epoch", json_integer(s->train_events));
+    json_object_set_new(stats, "horovod_enabled", json_boolean(s->world_size > 1));
+    if (s->epochs == 1)
+        json_object_set_new(stats, "note", json_string("one epoch only: no mean over epochs 2..n, "
+                                                       "so no scores (run 2 or more epochs)"));
+    json_object_set_new(stats, "validation_set_size", json_integer(s->valid_events));
+    json_object_set_new(stats, "validation_accuracy", darray(s->val_acc, s->epochs));
+    json_t *vl = json_object();
+    for (int k = 0; k < LOSS_N; k++) {
+        json_t *a = json_array();
+        for (int e = 0; e < s->epochs; e++) json_array_append_new(a, json_real(s->val_loss[e][k]));
+        json_object_set_new(vl, LOSS_NAMES[k], a);
+    }
+    json_object_set_new(stats, "validation_loss", vl);
+    json_object_set_new(stats, "world_size", json_integer(s->world_size));
+    json_object_set_new(stats, "nodes", json_integer(n_nodes));
+    json_object_set_new(stats, "ranks_per_node", json_integer(per_node));
+    json_object_set_new(stats, "device", json_string(s->device));
+    json_object_set_new(stats, "precision", json_string(s->precision));
+    json_object_set_new(stats, "preset", json_string(s->preset));
+    json_object_set_new(stats, "trainable_parameters", json_integer(s->n_params));
+    json_object_set_new(stats, "seed", json_integer(s->seed));
+    json_object_set_new(stats, "data", json_string(s->data_dir ? s->data_dir : ""));
+    json_object_set_new(stats, "bind", json_string(s->bind ? s->bind : ""));
+    json_object_set_new(stats, "allreduce_bucket_mib", json_real(s->bucket_mib));
+    json_object_set_new(stats, "flops_per_event", json_real(s->flops_per_event));
+    json_object_set_new(stats, "achieved_flops", json_real(s->achieved_flops));
+    json_object_set_new(stats, "per_node", nodes);
+    json_object_set_new(stats, "per_rank", per_rank);
+    json_object_set_new(stats, "software", software_json());
+    json_object_set_new(stats, "command_line", json_string(s->command_line ? s->command_line : ""));
+    json_object_set_new(report, "wl-scores", scores);
+    json_object_set_new(report, "wl-stats", stats);
+    json_object_set_new(report, "log", json_string(s->error ? s->error : "ok"));
+    json_object_set_new(app, "version", json_string(MLPF_VERSION));
+    json_object_set_new(app, "description", json_string("mlpfbench: MLPF (hepscore22) training benchmark"));
+    json_object_set_new(app, "containment", json_string("none"));
+    json_object_set_new(root, "run_info", run_info);
+    json_object_set_new(root, "report", report);
+    json_object_set_new(root, "app", app);
+
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/mlpf_summary.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = 0;
+    if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0 ||
+        rename(tmp, path) != 0) {
+        fprintf(stderr, "mlpfbench: cannot write %s\n", path);
+        remove(tmp);
+        rc = -1;
+    }
+    json_decref(root);
+    if (table) print_table(s, n_nodes);
+    if (rc == 0) printf("summary: %s\n", path);
+    return rc;
+}
