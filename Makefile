@@ -38,7 +38,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-srun sanitize clean help
+.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -101,7 +101,7 @@ ifeq ($(HEPSCORE),1)
   GEN_ARGS ?= --hepscore
 else
   DATA     ?= data/default
-  GEN_ARGS ?= --train-events 32 --valid-events 8 --shards 4
+  GEN_ARGS ?= --train-events 24 --valid-events 8 --shards 4
 endif
 RUN_ARGS ?=
 run: deps
@@ -111,7 +111,7 @@ run: deps
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-srun test-parity
+	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-report test-srun test-parity
 	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
@@ -126,6 +126,9 @@ test-data:
 
 test-distributed:
 	tests/distributed.sh $(BUILD)
+
+test-report:
+	tests/report.sh $(BUILD)
 
 test-srun:
 	tests/srun.sh $(BUILD)

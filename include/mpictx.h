@@ -12,6 +12,7 @@ typedef struct {
     int rank, size;
     int local_rank, local_size;
     int threads_ok; /* MPI_THREAD_MULTIPLE provided */
+    int launched;   /* started by mpirun/srun (seen before MPI_Init sets its own variables) */
     char host[256];
 } mpictx;
 

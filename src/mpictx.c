@@ -11,6 +11,8 @@ mpictx g_mpi = {.comm = MPI_COMM_NULL, .io_comm = MPI_COMM_NULL, .size = 1};
 void mpictx_init(int *argc, char ***argv)
 {
     int provided = 0;
+    g_mpi.launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+                     getenv("SLURM_PROCID") || getenv("SLURM_JOB_ID");
     MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
     g_mpi.comm = MPI_COMM_WORLD;
     MPI_Comm_rank(g_mpi.comm, &g_mpi.rank);

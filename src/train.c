@@ -389,8 +389,7 @@ int cmd_train(int argc, char **argv)
     if (o.timeline) timeline_start(g_mpi.comm);
     /* a bar only on a real terminal: launchers (mpirun's pseudo-terminal, srun,
      * batch jobs) get plain lines */
-    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("SLURM_JOB_ID");
-    progress_t prog = {.tty = isatty(STDOUT_FILENO) && !launched, .every = o.log_every};
+    progress_t prog = {.tty = isatty(STDOUT_FILENO) && !g_mpi.launched, .every = o.log_every};
     int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
     long long step = 0, events_done = 0;
     int64_t elements_done = 0;

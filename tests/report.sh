@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The benchmark run and its report: every summary is validated against
+# docs/mlpf_summary.schema.json and its numbers must add up (tests/check_summary.py);
+# same seed gives the same validation results; failed runs leave a failed summary
+# and no scores; progress is a bar on a terminal and lines otherwise.
+set -uo pipefail
+build=${1:?usage: tests/report.sh BUILD_DIR}
+bin="$build/mlpfbench"
+here=$(cd "$(dirname "$0")/.." && pwd)
+check=("/usr/bin/python3" "$here/tests/check_summary.py")
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok()  { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+summ() { echo "$tmp/$1/mlpf_summary.json"; }
+
+"$bin" generate --out "$tmp/ds" --train-events 6 --valid-events 3 --shards 2 --elements 70 --seed 4 >/dev/null
+train() { local np=$1 res=$2; shift 2
+    timeout 120 mpirun --oversubscribe -np "$np" "$bin" train --preset tiny --data "$tmp/ds" --threads 1 \
+        --results "$tmp/$res" "$@"; }
+
+for np in 1 2; do
+    if train $np r$np --batch-size 2 --epochs 3 >"$tmp/o$np" 2>&1 && "${check[@]}" "$(summ r$np)" --ok --ranks $np --epochs 3; then
+        ok "$np rank(s): summary valid, per-rank and per-node figures add up to the training set"
+    else bad "$np rank(s): $(tail -3 "$tmp/o$np")"; fi
+done
+grep -q "^mean throughput .*epochs 2..3" "$tmp/o1" && grep -q "^mlpfbench result  *ok" "$tmp/o1" \
+    && ok "a table of the key figures closes the run" || bad "no closing table: $(tail -8 "$tmp/o1")"
+ls "$tmp/r1" | grep -q tmp && bad "temporary file left in results" || ok "no temporary file left"
+
+# same seed, same ranks: identical validation accuracy and losses
+train 1 r1b --batch-size 2 --epochs 3 >/dev/null 2>&1
+/usr/bin/python3 - "$(summ r1)" "$(summ r1b)" <<'PY' && ok "same seed twice: identical validation accuracy and losses" || bad "runs differ"
+import json, sys
+a, b = (json.load(open(p))["report"]["wl-stats"] for p in sys.argv[1:3])
+assert a["validation_accuracy"] == b["validation_accuracy"], (a["validation_accuracy"], b["validation_accuracy"])
+assert a["validation_loss"] == b["validation_loss"]
+PY
+
+# one epoch: no invented mean
+train 1 r1e --batch-size 2 --epochs 1 >/dev/null 2>&1
+/usr/bin/python3 - "$(summ r1e)" <<'PY' && ok "one epoch: no scores, a note says why" || bad "one-epoch summary"
+import json, sys
+s = json.load(open(sys.argv[1]))["report"]
+assert s["wl-scores"] == {} and "one epoch" in s["wl-stats"]["note"], s
+PY
+
+# failed runs leave a failed summary (no scores), exit non-zero
+if train 1 rmiss --data "$tmp/none" >/dev/null 2>&1; then bad "missing data accepted"
+elif "${check[@]}" "$(summ rmiss)" --failed "dataset directory .*none does not exist"; then
+    ok "missing dataset: failed summary naming the directory"; else bad "missing dataset summary"; fi
+cp -r "$tmp/ds" "$tmp/dsflip"
+"$here/tests/corrupt_shard.py" "$tmp/dsflip" train/shard-0001.h5 flip
+if train 2 rflip --data "$tmp/dsflip" >/dev/null 2>&1; then bad "damaged shard accepted"
+elif "${check[@]}" "$(summ rflip)" --failed "shard-0001.h5 is damaged"; then
+    ok "damaged shard found by rank 1: rank 0's summary names it"; else bad "damaged-shard summary"; fi
+cp -r "$tmp/ds" "$tmp/dsnan"
+"$here/tests/corrupt_shard.py" "$tmp/dsnan" train/shard-0001.h5 nan
+if train 1 rnan --data "$tmp/dsnan" --batch-size 2 >/dev/null 2>&1; then bad "NaN accepted"
+elif "${check[@]}" "$(summ rnan)" --failed "rank 0 .*X is not finite"; then
+    ok "NaN mid-run: failed summary with rank, file and cause"; else bad "NaN summary"; fi
+
+# bad device/precision
+"$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "no CUDA backend" "$tmp/e" \
+    && ok "--device cuda refused clearly on a CPU build" || bad "--device cuda: $(cat "$tmp/e")"
+"$bin" train --precision bf16 >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "needs a GPU" "$tmp/e" \
+    && ok "--precision bf16 refused on the CPU backend" || bad "--precision bf16: $(cat "$tmp/e")"
+
+# progress: a bar on a terminal, lines every few seconds otherwise
+script -qec "$bin train --preset tiny --data $tmp/ds --threads 1 --batch-size 1 --results $tmp/rtty" /dev/null >"$tmp/tty" 2>&1
+grep -q "\[#.*\] step .* ETA" "$tmp/tty" && ok "terminal: progress bar with step, events/s, loss, ETA" \
+    || bad "no progress bar: $(head -c 400 "$tmp/tty")"
+"$bin" train --preset tiny --data "$tmp/ds" --threads 1 --batch-size 1 --epochs 2 --results "$tmp/rpipe" >"$tmp/pipe" 2>&1
+n=$(grep -c "^epoch " "$tmp/pipe")
+[[ $n -ge 1 && $n -lt 12 ]] && ! grep -q "\[#" "$tmp/pipe" && ok "not a terminal: $n progress lines for 12 steps, no bar" \
+    || bad "pipe progress: $n lines"
+
+echo "report: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]
