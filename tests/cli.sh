@@ -55,5 +55,11 @@ if awk '/^validation epoch/{ for (i = 1; i <= NF; i++) if ($i == "acc") a[++n] =
         exit !(n == 30 && a[n] > a[1] + 0.1) }' "$tmp/train.log"; then ok
 else bad "validation accuracy did not rise: $(grep '^validation' "$tmp/train.log" | sed -n '1p;$p')"; fi
 
+# every summary this test produced is valid against the schema
+here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
+while IFS= read -r f; do
+    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
+        || bad "summary $f: $(cat "$tmp/schema.log")"
+done < <(find "$tmp" -name mlpf_summary.json)
 echo "cli: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

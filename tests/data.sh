@@ -121,5 +121,11 @@ if /usr/bin/python3 "$here/scripts/convert_delphes.py" --out "$tmp/conv" --train
     ok "converted Delphes-format pickles train under 2 ranks"
 else bad "converted dataset: $(cat "$tmp/err") $(tail -3 "$tmp/out")"; fi
 
+# every summary this test produced is valid against the schema
+here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
+while IFS= read -r f; do
+    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
+        || bad "summary $f: $(cat "$tmp/schema.log")"
+done < <(find "$tmp" -name mlpf_summary.json)
 echo "data: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -78,5 +78,11 @@ for pid in (0, 1):
     assert all(e["dur"] >= 0 for e in ev if e.get("ph") == "X")
 PY
 
+# every summary this test produced is valid against the schema
+here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
+while IFS= read -r f; do
+    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
+        || bad "summary $f: $(cat "$tmp/schema.log")"
+done < <(find "$tmp" -name mlpf_summary.json)
 echo "distributed: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

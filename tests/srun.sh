@@ -40,5 +40,11 @@ a = np.fromfile('$tmp/w.srun', np.float32); b = np.fromfile('$tmp/w.mpirun', np.
 sys.exit(0 if a.size == b.size > 0 and np.allclose(a, b, rtol=1e-6, atol=0) else 1)"; then
     ok "srun and mpirun give the same weights"
 else bad "srun and mpirun weights differ"; fi
+# every summary this test produced is valid against the schema
+here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
+while IFS= read -r f; do
+    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
+        || bad "summary $f: $(cat "$tmp/schema.log")"
+done < <(find "$tmp" -name mlpf_summary.json)
 echo "srun: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
