@@ -26,6 +26,9 @@ void mpictx_init(int *argc, char ***argv)
     g_mpi.threads_ok = provided >= MPI_THREAD_MULTIPLE;
     if (gethostname(g_mpi.host, sizeof g_mpi.host) != 0) snprintf(g_mpi.host, sizeof g_mpi.host, "?");
     g_mpi.host[sizeof g_mpi.host - 1] = '\0';
+    /* Slurm's name for the node, where one host carries several (emulated) nodes */
+    const char *sn = getenv("SLURMD_NODENAME");
+    if (sn && *sn) snprintf(g_mpi.host, sizeof g_mpi.host, "%s", sn);
 }
 
 void mpictx_finalize(void)
