@@ -38,7 +38,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun sanitize clean help
+.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -111,7 +111,7 @@ run: deps
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-report test-srun test-parity
+	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-report test-srun test-slurm test-parity
 	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
@@ -132,6 +132,10 @@ test-report:
 
 test-srun:
 	tests/srun.sh $(BUILD)
+
+test-slurm:
+	tests/test_scaling_report.sh
+	tests/slurm_sweep.sh $(BUILD)
 
 test-parity:
 	tests/parity.sh $(BUILD)
