@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # Command-line behaviour of mlpfbench: help, bad input, and a short training run.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 bin=${1:?usage: tests/cli.sh path/to/mlpfbench}
-pass=0 fail=0
-ok()   { pass=$((pass + 1)); }
-bad()  { fail=$((fail + 1)); echo "FAIL: $*"; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # expect RC PATTERN -- command...: exit status RC and PATTERN in stdout+stderr
@@ -55,11 +53,5 @@ if awk '/^validation epoch/{ for (i = 1; i <= NF; i++) if ($i == "acc") a[++n] =
         exit !(n == 30 && a[n] > a[1] + 0.1) }' "$tmp/train.log"; then ok
 else bad "validation accuracy did not rise: $(grep '^validation' "$tmp/train.log" | sed -n '1p;$p')"; fi
 
-# every summary this test produced is valid against the schema
-here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
-while IFS= read -r f; do
-    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
-        || bad "summary $f: $(cat "$tmp/schema.log")"
-done < <(find "$tmp" -name mlpf_summary.json)
-echo "cli: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+check_summaries "$tmp"
+finish cli

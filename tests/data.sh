@@ -4,15 +4,13 @@
 # global batches for every rank count), and every kind of bad input refused with
 # a message naming the file, on every rank, within seconds.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/data.sh BUILD_DIR}
 bin="$build/mlpfbench"
 here=$(cd "$(dirname "$0")/.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpirun=(mpirun --oversubscribe)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 gen() { "$bin" generate --elements 60 --seed 5 "$@" >/dev/null; }
 
@@ -121,11 +119,5 @@ if /usr/bin/python3 "$here/scripts/convert_delphes.py" --out "$tmp/conv" --train
     ok "converted Delphes-format pickles train under 2 ranks"
 else bad "converted dataset: $(cat "$tmp/err") $(tail -3 "$tmp/out")"; fi
 
-# every summary this test produced is valid against the schema
-here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
-while IFS= read -r f; do
-    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
-        || bad "summary $f: $(cat "$tmp/schema.log")"
-done < <(find "$tmp" -name mlpf_summary.json)
-echo "data: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+check_summaries "$tmp"
+finish data

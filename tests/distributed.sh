@@ -5,13 +5,11 @@
 #   relative after 8 steps, with fusion buckets that split parameter tensors;
 # - allreduce-bench checks every element of odd-sized all-reduces on 1-3 ranks.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/distributed.sh BUILD_DIR}
 bin="$build/mlpfbench"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 "$bin" generate --out "$tmp/ds" --train-events 16 --valid-events 4 --shards 3 --elements 80 --seed 8 >/dev/null
 run() { # np batch bucket_mb -> losses in $tmp/l.np, weights in $tmp/w.np
@@ -78,11 +76,5 @@ for pid in (0, 1):
     assert all(e["dur"] >= 0 for e in ev if e.get("ph") == "X")
 PY
 
-# every summary this test produced is valid against the schema
-here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
-while IFS= read -r f; do
-    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
-        || bad "summary $f: $(cat "$tmp/schema.log")"
-done < <(find "$tmp" -name mlpf_summary.json)
-echo "distributed: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+check_summaries "$tmp"
+finish distributed

@@ -4,15 +4,13 @@
 # same seed gives the same validation results; failed runs leave a failed summary
 # and no scores; progress is a bar on a terminal and lines otherwise.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/report.sh BUILD_DIR}
 bin="$build/mlpfbench"
 here=$(cd "$(dirname "$0")/.." && pwd)
 check=("/usr/bin/python3" "$here/tests/check_summary.py")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 summ() { echo "$tmp/$1/mlpf_summary.json"; }
 
 "$bin" generate --out "$tmp/ds" --train-events 6 --valid-events 3 --shards 2 --elements 70 --seed 4 >/dev/null
@@ -76,5 +74,4 @@ n=$(grep -c "^epoch " "$tmp/pipe")
 [[ $n -ge 1 && $n -lt 12 ]] && ! grep -q "\[#" "$tmp/pipe" && ok "not a terminal: $n progress lines for 12 steps, no bar" \
     || bad "pipe progress: $n lines"
 
-echo "report: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+finish report

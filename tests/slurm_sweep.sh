@@ -6,26 +6,15 @@
 # report (Markdown, CSV, PNG), and tears everything down even when it fails.
 # Where it cannot run (not root) it says so loudly and fails.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/slurm_sweep.sh BUILD_DIR}
 bin="$(cd "$build" && pwd)/mlpfbench"
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [[ $(id -u) -ne 0 ]]; then
-    echo "slurm_sweep: NOT RUN: a local Slurm needs root (slurmctld, slurmd, munge)" >&2
-    echo "slurm_sweep: 0 passed, 1 failed"
-    exit 1
-fi
 tmp=$(mktemp -d)
-cleanup() { "$here/scripts/slurm-local-down.sh" >/dev/null 2>&1; rm -rf "$tmp"; }
+cleanup() { slurm_down; rm -rf "$tmp"; }
 trap cleanup EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-"$here/scripts/slurm-local-down.sh" >/dev/null 2>&1
-if ! SLURM_EMU_NODES=4 "$here/scripts/slurm-local-up.sh" >"$tmp/up.log" 2>&1; then
-    echo "slurm_sweep: cannot bring up the local Slurm:"; tail -20 "$tmp/up.log"
-    echo "slurm_sweep: 0 passed, 1 failed"; exit 1
-fi
+slurm_up slurm_sweep 4 "$tmp"
 "$bin" generate --out "$tmp/ds" --train-events 16 --valid-events 4 --shards 4 --elements 60 --seed 3 >/dev/null
 cd "$tmp"
 if MLPF_BIN="$bin" timeout 300 "$here/slurm/sweep.sh" --nodes 1,2,4 --sweep-id t --results "$tmp/results" --wait \
@@ -44,5 +33,4 @@ for f in scaling.md scaling.csv scaling.png; do
 done
 [[ $(grep -c '^| *[124] ' "$tmp/results/t/scaling.md") -eq 3 ]] && ok "the table has a row per node count" \
     || bad "scaling table: $(cat "$tmp/results/t/scaling.md")"
-echo "slurm_sweep: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+finish slurm_sweep

@@ -5,28 +5,16 @@
 # 'mpirun -np 2'. Torn down whatever happens. Without root it says so loudly
 # and fails, rather than passing silently.
 set -uo pipefail
+source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/srun.sh BUILD_DIR}
 bin="$(cd "$build" && pwd)/mlpfbench"
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [[ $(id -u) -ne 0 ]]; then
-    echo "srun: NOT RUN: bringing up a local Slurm needs root (slurmctld, slurmd, munge)" >&2
-    echo "srun: 0 passed, 1 failed"
-    exit 1
-fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
-cleanup() { "$here/scripts/slurm-local-down.sh" >/dev/null 2>&1; rm -rf "$tmp"; }
+cleanup() { slurm_down; rm -rf "$tmp"; }
 trap cleanup EXIT
-pass=0 fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-"$here/scripts/slurm-local-down.sh" >/dev/null 2>&1
-if ! SLURM_EMU_NODES=2 "$here/scripts/slurm-local-up.sh" >"$tmp/up.log" 2>&1; then
-    echo "srun: cannot bring up the local Slurm:"; tail -20 "$tmp/up.log"
-    echo "srun: 0 passed, 1 failed"
-    exit 1
-fi
+slurm_up srun 2 "$tmp"
 "$bin" generate --out "$tmp/ds" --train-events 8 --valid-events 2 --shards 2 --elements 60 --seed 2 >/dev/null
 args=(train --preset tiny --data "$tmp/ds" --batch-size 1 --epochs 2 --threads 1 --seed 7 --results "$tmp/res")
 if timeout 120 srun -N2 -n2 --mpi=pmix "$bin" "${args[@]}" --save-weights "$tmp/w.srun" >"$tmp/srun.log" 2>&1 \
@@ -40,11 +28,5 @@ a = np.fromfile('$tmp/w.srun', np.float32); b = np.fromfile('$tmp/w.mpirun', np.
 sys.exit(0 if a.size == b.size > 0 and np.allclose(a, b, rtol=1e-6, atol=0) else 1)"; then
     ok "srun and mpirun give the same weights"
 else bad "srun and mpirun weights differ"; fi
-# every summary this test produced is valid against the schema
-here=${here:-$(cd "$(dirname "$0")/.." && pwd)}
-while IFS= read -r f; do
-    /usr/bin/python3 "$here/tests/check_summary.py" "$f" >"$tmp/schema.log" 2>&1 \
-        || bad "summary $f: $(cat "$tmp/schema.log")"
-done < <(find "$tmp" -name mlpf_summary.json)
-echo "srun: $pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+check_summaries "$tmp"
+finish srun
