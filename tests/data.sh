@@ -28,7 +28,7 @@ else ok "generate: another seed, other data"; fi
 if gen --out "$tmp/a" --train-events 2 --valid-events 1 2>"$tmp/err"; then bad "generate overwrote a dataset"
 elif grep -q "already exists" "$tmp/err"; then ok "generate: refuses to overwrite without --force"
 else bad "generate: wrong message: $(cat "$tmp/err")"; fi
-ls "$tmp" | grep -q '\.tmp$' && bad "generate left a temporary directory" || ok "generate: no temporary left behind"
+compgen -G "$tmp/*.tmp" >/dev/null && bad "generate left a temporary directory" || ok "generate: no temporary left behind"
 
 # --- reading: 1, 2, 3 ranks
 seq_of() { # np batch -> global batch sequence of 2 epochs (reader_check verifies data and once-per-epoch)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the shell tests: pass/fail counters, the schema check of every
 # summary a test produced, and bringing up the local Slurm.
 pass=0 fail=0

@@ -16,7 +16,7 @@ trap cleanup EXIT
 
 slurm_up slurm_sweep 4 "$tmp"
 "$bin" generate --out "$tmp/ds" --train-events 16 --valid-events 4 --shards 4 --elements 60 --seed 3 >/dev/null
-cd "$tmp"
+cd "$tmp" || exit 1
 if MLPF_BIN="$bin" timeout 300 "$here/slurm/sweep.sh" --nodes 1,2,4 --sweep-id t --results "$tmp/results" --wait \
        -- --preset tiny --data "$tmp/ds" --epochs 2 --threads 1 --bind none >"$tmp/sweep.log" 2>&1; then
     ok "sweep over 1, 2, 4 nodes submitted, finished and reported"

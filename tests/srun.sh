@@ -8,7 +8,6 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 build=${1:?usage: tests/srun.sh BUILD_DIR}
 bin="$(cd "$build" && pwd)/mlpfbench"
-here=$(cd "$(dirname "$0")/.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 cleanup() { slurm_down; rm -rf "$tmp"; }
