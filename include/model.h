@@ -57,6 +57,11 @@ void model_zero_grad(mlpf_model *m);
 /* LSH bucket of each row in graph layer l (id stack first) from the last
  * forward pass: n_rows ints. */
 const int *model_hashes(const mlpf_model *m, int layer);
+/* Bytes of activation memory a batch of `rows` elements in `bins` LSH bins
+ * and `events` events needs (what model_forward would allocate). */
+size_t model_activation_bytes_for(const mlpf_model *m, int64_t rows, int64_t bins, int64_t events);
+/* Index (in m->layout) of the first tensor whose gradient is not finite, or -1. */
+int model_first_nonfinite_grad(const mlpf_model *m);
 /* Bytes of activation memory currently planned. */
 size_t model_activation_bytes(const mlpf_model *m);
 

@@ -230,6 +230,26 @@ void model_zero_grad(mlpf_model *m) { memset(m->grads, 0, m->layout.total * size
 
 size_t model_activation_bytes(const mlpf_model *m) { return m->acts ? m->acts->bytes : 0; }
 
+size_t model_activation_bytes_for(const mlpf_model *m, int64_t rows, int64_t bins, int64_t events)
+{
+    act_arena scratch;
+    return carve(&scratch, &m->cfg, &m->P, rows, bins, events, NULL);
+}
+
+int model_first_nonfinite_grad(const mlpf_model *m)
+{
+    for (int i = 0; i < m->layout.n; i++) {
+        const tensor_info *t = &m->layout.t[i];
+        const float *g = m->grads + t->offset;
+        size_t n = (size_t)t->rows * t->cols;
+        int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+        for (size_t k = 0; k < n; k++) bad |= !isfinite(g[k]);
+        if (bad) return i;
+    }
+    return -1;
+}
+
 const int *model_hashes(const mlpf_model *m, int layer) { return m->acts->gl[layer].hash; }
 
 static const float *layer_lsh(const mlpf_model *m, int l)

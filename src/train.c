@@ -1,5 +1,6 @@
 /* mlpfbench train: data-parallel training on a dataset of HDF5 shards. */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,7 @@ static void reduce_report(loss_report *r)
 static void on_grad_ready(void *ctx, size_t watermark) { grad_allreduce_ready(ctx, watermark); }
 
 static rank_figures fig; /* this rank's measurements, for the report */
+static long long cur_step;  /* for error messages */
 
 /* Forward (and backward) of this rank's part of a global batch; with a
  * gradient all-reduce, the gradients are summed over the ranks, overlapped
@@ -199,6 +201,10 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
     if (b->n_rows > 0) {
         double t0 = now();
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
+        for (int k = 1; k < LOSS_N; k++) /* this rank's part, before any reduction */
+            if (!isfinite(r->loss[k]))
+                mlpf_fatal("step %lld: the %s loss of this rank's events is %g (the model diverged "
+                           "or the data overflows float32)", cur_step, LOSS_NAMES[k], r->loss[k]);
         double t1 = now();
         timeline_span(ar ? "forward" : "validation forward", TL_MAIN, timeline_now() - (t1 - t0), timeline_now());
         if (ar) {
@@ -213,6 +219,10 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
         double t0 = now();
         grad_allreduce_finish(ar);
         timeline_span("all-reduce wait", TL_MAIN, timeline_now() - (now() - t0), timeline_now());
+        int bad = model_first_nonfinite_grad(m);
+        if (bad >= 0)
+            mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
+                       m->layout.t[bad].name);
     }
     reduce_report(r);
 }
@@ -233,6 +243,55 @@ static void print_losses(const loss_report *r)
     printf("loss %.7g [", r->loss[0]);
     for (int k = 1; k < LOSS_N; k++) printf("%s %.4g%s", LOSS_NAMES[k], r->loss[k], k + 1 < LOSS_N ? " " : "]");
     printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
+}
+
+/* Activation memory of the largest batch this rank can get: the B largest
+ * events of either split, with their bins. */
+static size_t worst_batch_bytes(const mlpf_model *m, const dataset_t *ds, int B)
+{
+    int64_t *top = calloc(B, sizeof(int64_t)); /* the B largest sizes, descending */
+    for (int s = 0; s < ds->n_shards; s++)
+        for (int64_t e = 0; e < ds->shards[s].events; e++) {
+            int64_t n = ds->shards[s].offsets[e + 1] - ds->shards[s].offsets[e];
+            for (int i = 0; i < B; i++)
+                if (n > top[i]) {
+                    memmove(top + i + 1, top + i, sizeof(int64_t) * (B - i - 1));
+                    top[i] = n;
+                    break;
+                }
+        }
+    int64_t rows = 0, bins = 0, S = m->cfg.bin_size;
+    for (int i = 0; i < B; i++) rows += top[i], bins += (top[i] + S - 1) / S;
+    free(top);
+    return model_activation_bytes_for(m, rows, bins, B);
+}
+
+/* Refuse, before training, a run that cannot fit in the memory available to
+ * the ranks of this node. */
+static int check_memory(const mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+{
+    size_t act = worst_batch_bytes(m, train, B), va = worst_batch_bytes(m, valid, B);
+    if (va > act) act = va;
+    double need = (double)act + 4.0 * m->layout.total * sizeof(float) + lsh_buffer_size(&m->cfg) * 4.0;
+    double avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &avail) == 1) {
+            avail *= 1024.0;
+            break;
+        }
+    if (f) fclose(f);
+    if (avail <= 0) return 0; /* unknown: let the allocation decide */
+    double share = avail / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+    if (need > 0.9 * share) {
+        mlpf_errorf("not enough memory: a batch of %d events needs %.0f MiB on each rank (model, "
+                    "optimizer and activations of the largest events), %.0f MiB is available to "
+                    "each of the %d rank(s) on %s; use a smaller --batch-size or more nodes",
+                    B, need / 1048576.0, share / 1048576.0, g_mpi.local_size, g_mpi.host);
+        return 1;
+    }
+    return 0;
 }
 
 /* The report of this run, kept so that a fatal error can still write it. */
@@ -350,6 +409,13 @@ int cmd_train(int argc, char **argv)
     if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
         mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
     summary.n_params = (int64_t)m.layout.total;
+    if (mpictx_any(check_memory(&m, &train, &valid, (int)o.batch_size) != 0)) {
+        model_free(&m);
+        adam_free(&opt);
+        dataset_close(&train);
+        dataset_close(&valid);
+        return fail_collectively();
+    }
     verify_same_weights(&m);
     grad_allreduce *ar = grad_allreduce_create(m.grads, m.layout.total, (size_t)(o.bucket_mb * 1048576.0), g_mpi.comm);
     m.grad_ready = on_grad_ready;
@@ -404,6 +470,7 @@ int cmd_train(int argc, char **argv)
         while (step < total_steps && loader_next(lt, &b, ids, &n_ids)) {
             double t0 = now();
             loss_report r;
+            cur_step = step + 1;
             run_batch(&m, &b, ar, &r);
             double t_opt = now();
             adam_update(&cfg, &opt, m.params, m.grads);

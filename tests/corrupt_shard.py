@@ -4,7 +4,9 @@
     corrupt_shard.py DIR FILE WHAT
 
 FILE is relative to DIR (e.g. train/shard-0001.h5). WHAT is one of:
-format, version, shape, offsets-order, offsets-range, nan, inf, type, class
+format, version, shape, offsets-order, offsets-range, nan, inf, type, class,
+huge (a finite target charge of 3e30 in one row: valid data whose squared
+error overflows float32 in the loss)
 (these rewrite the shard with h5py and then update the manifest's bytes and
 CRC-32, so that the reader's own checks, not the checksum, must catch them),
 or flip, truncate (raw damage, manifest left alone).
@@ -59,6 +61,10 @@ def main():
             o = h["offsets"][()]
             o[-1] += 5
             h["offsets"][...] = o
+        elif what == "huge":
+            y = h["ygen"][()]
+            y[int(h["offsets"][1]) + 2, 1] = 3e30
+            h["ygen"][...] = y
         elif what in ("nan", "inf", "type", "class"):
             o = h["offsets"][()]
             row = int(o[1]) + 2                   # third row of event 1

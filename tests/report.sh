@@ -59,6 +59,19 @@ if train 1 rnan --data "$tmp/dsnan" --batch-size 2 >/dev/null 2>&1; then bad "Na
 elif "${check[@]}" "$(summ rnan)" --failed "rank 0 .*X is not finite"; then
     ok "NaN mid-run: failed summary with rank, file and cause"; else bad "NaN summary"; fi
 
+cp -r "$tmp/ds" "$tmp/dshuge"
+"$here/tests/corrupt_shard.py" "$tmp/dshuge" train/shard-0000.h5 huge
+if train 1 rhuge --data "$tmp/dshuge" --batch-size 2 >"$tmp/ohuge" 2>&1; then bad "overflowing data trained"
+elif "${check[@]}" "$(summ rhuge)" --failed "rank 0 .*step [0-9]+: the charge loss of this rank's events is inf"; then
+    ok "non-finite loss: stopped at that step, rank and loss named"; else bad "non-finite loss: $(tail -2 "$tmp/ohuge")"; fi
+
+# too little memory: refused before training, with what is needed and available
+"$bin" generate --out "$tmp/big" --train-events 64 --valid-events 1 --shards 1 --seed 2 >/dev/null
+if "$bin" train --data "$tmp/big" --batch-size 64 --results "$tmp/rbig" >"$tmp/obig" 2>&1; then bad "an impossible batch was accepted"
+elif grep -qE "not enough memory: a batch of 64 events needs [0-9]+ MiB on each rank .* [0-9]+ MiB is available" "$tmp/obig" \
+     && "${check[@]}" "$(summ rbig)" --failed "not enough memory"; then
+    ok "memory: refused before training, needed and available named"; else bad "memory check: $(tail -3 "$tmp/obig")"; fi
+
 # bad device/precision
 "$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "no CUDA backend" "$tmp/e" \
     && ok "--device cuda refused clearly on a CPU build" || bad "--device cuda: $(cat "$tmp/e")"

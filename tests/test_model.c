@@ -342,6 +342,20 @@ START_TEST(test_grad_ready_watermarks)
 }
 END_TEST
 
+START_TEST(test_first_nonfinite_grad)
+{
+    mlpf_config c = preset("tiny");
+    mlpf_model m;
+    ck_assert_int_eq(model_create(&m, &c, 2), 0);
+    ck_assert_int_eq(model_first_nonfinite_grad(&m), -1);
+    int k = m.layout.n / 2;
+    m.grads[m.layout.t[k].offset + 1] = NAN;
+    m.grads[m.layout.t[k + 3].offset] = INFINITY;
+    ck_assert_int_eq(model_first_nonfinite_grad(&m), k);
+    model_free(&m);
+}
+END_TEST
+
 Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -356,6 +370,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_adam_keras_form);
     tcase_add_test(tc, test_training_lowers_loss);
     tcase_add_test(tc, test_grad_ready_watermarks);
+    tcase_add_test(tc, test_first_nonfinite_grad);
     suite_add_tcase(s, tc);
     return s;
 }
