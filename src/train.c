@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "guard.h"
 #include "loader.h"
 #include "model.h"
 #include "mpictx.h"
@@ -30,7 +31,7 @@
 typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
     long long batch_size, epochs, max_steps, seed, threads;
-    double lr, bucket_mb, log_every;
+    double lr, bucket_mb, log_every, timeout;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -62,6 +63,9 @@ static void train_usage(FILE *out)
             "                      default auto; see 'mlpfbench info')\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
             "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
+            "  --timeout S         end the job with an error when no step finishes for S\n"
+            "                      seconds (a hang in a collective or a data wait; default\n"
+            "                      900, 0 = never)\n"
             "  --timeline FILE     write a Chrome-trace JSON of every rank's forward, backward,\n"
             "                      all-reduce buckets, data reads/waits and optimizer spans\n"
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
@@ -82,7 +86,8 @@ static int parse(int argc, char **argv, train_opts *o)
     *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
                       .epochs = 2, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
                       .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto",
-                      .results = "results", .device = "cpu", .precision = "fp32", .log_every = -1};
+                      .results = "results", .device = "cpu", .precision = "fp32", .log_every = -1,
+                      .timeout = 900};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -138,6 +143,8 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->precision = v;
+        } else if (!strcmp(a, "--timeout")) {
+            rc = cli_double(a, v, 0.0, 1e7, &o->timeout);
         } else if (!strcmp(a, "--log-every")) {
             rc = cli_double(a, v, 0.0, 86400.0, &o->log_every);
         } else if (!strcmp(a, "--timeline")) {
@@ -372,6 +379,7 @@ int cmd_train(int argc, char **argv)
                             .seed = o.seed, .bucket_mib = o.bucket_mb};
     report_timestamp(summary.train_start, sizeof summary.train_start);
     mlpf_set_fatal_hook(write_failed_report);
+    guard_start(o.timeout, write_failed_report);
 
     binding_info bi;
     if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(o.bind, "auto"), &bi) != 0))
@@ -493,6 +501,9 @@ int cmd_train(int argc, char **argv)
                 progress(&prog, ep + 1, o.epochs, step, total_steps, &r, rate, eta, step == total_steps);
             }
             batch_free(&b);
+            char where[64];
+            snprintf(where, sizeof where, "step %lld", step);
+            guard_progress(where);
         }
         loader_drain(lt); /* a prefetch in flight when --max-steps ends the epoch */
         double ep_time = now() - t_ep;
@@ -507,6 +518,7 @@ int cmd_train(int argc, char **argv)
             tot.n_rows += r.n_rows;
             tot.n_correct += r.n_correct;
             batch_free(&b);
+            guard_progress("a validation batch");
         }
         for (int k = 0; k < LOSS_N; k++) tot.loss[k] /= tot.n_rows > 0 ? tot.n_rows : 1;
         summary.epoch_time[ep] = ep_time;
@@ -574,6 +586,7 @@ int cmd_train(int argc, char **argv)
             rc = 1;
         }
     }
+    guard_stop();
     mlpf_set_fatal_hook(NULL);
     if (root && report_write(results_dir, &summary, 1) != 0) rc = 1;
     (void)epochs_done;

@@ -72,6 +72,31 @@ elif grep -qE "not enough memory: a batch of 64 events needs [0-9]+ MiB on each 
      && "${check[@]}" "$(summ rbig)" --failed "not enough memory"; then
     ok "memory: refused before training, needed and available named"; else bad "memory check: $(tail -3 "$tmp/obig")"; fi
 
+# a rank killed mid-training (as a node failure would): the job ends within
+# 30 s and rank 0 leaves a failed summary; a stopped (hung) rank: the watchdog
+"$bin" generate --out "$tmp/long" --train-events 400 --valid-events 2 --shards 2 --elements 60 --seed 9 >/dev/null
+rank_pid() { # pid of the given rank of a run on $tmp/long
+    local p
+    for p in $(pgrep -f "mlpfbench train .*$tmp/long"); do
+        tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo "$p"; return; }
+    done
+}
+for how in KILL STOP; do
+    start=$SECONDS
+    timeout 120 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/long" --threads 1 --batch-size 1 \
+        --epochs 50 --timeout 5 --results "$tmp/r$how" >"$tmp/o$how" 2>&1 &
+    job=$!
+    for _ in $(seq 100); do p=$(rank_pid 1); [[ -n "$p" ]] && grep -q "^epoch 1 step" "$tmp/o$how" && break; sleep 0.2; done
+    sleep 1
+    [[ -n "$p" ]] && kill -$how "$p"
+    wait $job; rc=$?
+    took=$((SECONDS - start))
+    [[ $how == STOP && -n "$p" ]] && kill -KILL "$p" 2>/dev/null
+    if [[ $rc -ne 0 && $rc -ne 124 && $took -le 40 ]] && "${check[@]}" "$(summ r$how)" --failed "."; then
+        ok "rank 1 SIG$how mid-training: job ended (exit $rc) in ${took} s, rank 0 left a failed summary: $(/usr/bin/python3 -c "import json;print(json.load(open('$(summ r$how)'))['report']['log'][:90])")"
+    else bad "rank 1 SIG$how: exit $rc after ${took} s: $(tail -3 "$tmp/o$how")"; fi
+done
+
 # bad device/precision
 "$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "no CUDA backend" "$tmp/e" \
     && ok "--device cuda refused clearly on a CPU build" || bad "--device cuda: $(cat "$tmp/e")"

@@ -1,0 +1,106 @@
+#include "guard.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpictx.h"
+
+static struct {
+    int pipe[2], running;
+    double timeout, last;
+    char where[128];
+    void (*on_exit)(const char *why);
+    pthread_t thread;
+    pthread_mutex_t mu;
+} g = {.pipe = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(g.pipe[1], &b, 1); /* async-signal-safe */
+    (void)r;
+}
+
+static void *run(void *arg)
+{
+    (void)arg;
+    struct pollfd p = {.fd = g.pipe[0], .events = POLLIN};
+    while (g.running) {
+        int n = poll(&p, 1, 1000);
+        if (n > 0) {
+            unsigned char sig = 0;
+            if (read(g.pipe[0], &sig, 1) != 1 || sig == 0) break; /* 0: guard_stop */
+            char why[512];
+            snprintf(why, sizeof why, "rank %d (%.64s): terminated by signal %d (%.32s) at %.100s: the job "
+                     "was cancelled or another rank failed",
+                     g_mpi.rank, g_mpi.host, sig, strsignal(sig), g.where);
+            fprintf(stderr, "mlpfbench: %s\n", why);
+            if (g.on_exit) g.on_exit(why);
+            _exit(128 + sig);
+        }
+        if (g.timeout > 0) {
+            pthread_mutex_lock(&g.mu);
+            double idle = mono() - g.last;
+            char where[128];
+            snprintf(where, sizeof where, "%s", g.where);
+            pthread_mutex_unlock(&g.mu);
+            if (idle > g.timeout)
+                mlpf_fatal("no progress for %.0f s after %s (a rank is stuck in a collective or "
+                           "waiting for data; --timeout %g)", idle, where, g.timeout);
+        }
+    }
+    return NULL;
+}
+
+void guard_start(double timeout_s, void (*on_exit)(const char *why))
+{
+    if (pipe(g.pipe) != 0) return;
+    g.timeout = timeout_s;
+    g.on_exit = on_exit;
+    g.last = mono();
+    snprintf(g.where, sizeof g.where, "start-up");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    g.running = 1;
+    pthread_create(&g.thread, NULL, run, NULL);
+}
+
+void guard_progress(const char *where)
+{
+    pthread_mutex_lock(&g.mu);
+    g.last = mono();
+    snprintf(g.where, sizeof g.where, "%s", where);
+    pthread_mutex_unlock(&g.mu);
+}
+
+void guard_stop(void)
+{
+    if (!g.running) return;
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    g.running = 0;
+    unsigned char z = 0;
+    ssize_t r = write(g.pipe[1], &z, 1);
+    (void)r;
+    pthread_join(g.thread, NULL);
+    close(g.pipe[0]);
+    close(g.pipe[1]);
+}
