@@ -34,6 +34,8 @@ void loader_free(loader *l);
 /* Global batches per epoch. */
 int64_t loader_steps(const loader *l);
 void loader_begin_epoch(loader *l, int epoch);
+/* The same, resuming at global batch first_step of the epoch (checkpoints). */
+void loader_begin_epoch_at(loader *l, int epoch, int64_t first_step);
 /* The next batch of this rank in the epoch: 1 with *b filled (free it with
  * batch_free) and ids[0..*n_ids) its global event indices (ascending;
  * ids must hold batch_per_rank entries); 0 when the epoch is over. A read or

@@ -163,7 +163,9 @@ void loader_drain(loader *l)
     pthread_mutex_unlock(&l->mu);
 }
 
-void loader_begin_epoch(loader *l, int epoch)
+void loader_begin_epoch(loader *l, int epoch) { loader_begin_epoch_at(l, epoch, 0); }
+
+void loader_begin_epoch_at(loader *l, int epoch, int64_t first_step)
 {
     loader_drain(l);
     const int64_t N = l->ds->events;
@@ -177,8 +179,8 @@ void loader_begin_epoch(loader *l, int epoch)
             l->order[j] = t;
         }
     }
-    l->step = 0;
-    if (l->prefetch && l->steps > 0) request(l, 0);
+    l->step = first_step;
+    if (l->prefetch && l->step < l->steps) request(l, l->step);
 }
 
 int loader_next(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids)

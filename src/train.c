@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "allreduce.h"
 #include "batch.h"
 #include "binding.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
@@ -30,7 +32,8 @@
 
 typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
-    long long batch_size, epochs, max_steps, seed, threads;
+    const char *checkpoint, *resume;
+    long long batch_size, epochs, max_steps, seed, threads, checkpoint_every;
     double lr, bucket_mb, log_every, timeout;
 } train_opts;
 
@@ -63,6 +66,10 @@ static void train_usage(FILE *out)
             "                      default auto; see 'mlpfbench info')\n"
             "  --lr X              learning rate (default: the preset's; hepscore22 1e-5)\n"
             "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
+            "  --checkpoint-every N  write a checkpoint every N steps (default 0: never)\n"
+            "  --checkpoint FILE   where (default <results>/checkpoint.bin)\n"
+            "  --resume FILE       continue from a checkpoint (same preset and global batch):\n"
+            "                      the final weights equal those of an uninterrupted run\n"
             "  --timeout S         end the job with an error when no step finishes for S\n"
             "                      seconds (a hang in a collective or a data wait; default\n"
             "                      900, 0 = never)\n"
@@ -143,6 +150,15 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->precision = v;
+        } else if (!strcmp(a, "--checkpoint") || !strcmp(a, "--resume")) {
+            if (!v || !*v) {
+                fprintf(stderr, "mlpfbench: %s needs a file name\n", a);
+                return -1;
+            }
+            if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
+            else o->resume = v;
+        } else if (!strcmp(a, "--checkpoint-every")) {
+            rc = cli_int(a, v, 0, 1000000000, &o->checkpoint_every);
         } else if (!strcmp(a, "--timeout")) {
             rc = cli_double(a, v, 0.0, 1e7, &o->timeout);
         } else if (!strcmp(a, "--log-every")) {
@@ -424,6 +440,38 @@ int cmd_train(int argc, char **argv)
         dataset_close(&valid);
         return fail_collectively();
     }
+    /* resume: rank 0 reads and checks the checkpoint, every rank gets it */
+    checkpoint_header ck = {0};
+    if (o.resume) {
+        int bad = root ? checkpoint_read(o.resume, cfg.preset, (int64_t)m.layout.total, &ck, m.params, &opt) : 0;
+        if (!bad && root && ck.world_size * ck.batch_per_rank != g_mpi.size * o.batch_size) {
+            mlpf_errorf("checkpoint %s was written with a global batch of %lld (%lld ranks x %lld); "
+                        "resume with the same global batch", o.resume,
+                        (long long)(ck.world_size * ck.batch_per_rank), (long long)ck.world_size,
+                        (long long)ck.batch_per_rank);
+            bad = 1;
+        }
+        if (!bad && root && ck.seed != o.seed) {
+            mlpf_errorf("checkpoint %s was written with --seed %lld; resume with the same seed",
+                        o.resume, (long long)ck.seed);
+            bad = 1;
+        }
+        if (mpictx_any(bad)) {
+            model_free(&m);
+            adam_free(&opt);
+            dataset_close(&train);
+            dataset_close(&valid);
+            return fail_collectively();
+        }
+        MPI_Bcast(&ck, (int)sizeof ck, MPI_BYTE, 0, g_mpi.comm);
+        MPI_Bcast(m.params, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
+        MPI_Bcast(opt.m, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
+        MPI_Bcast(opt.v, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
+        opt.step = ck.adam_step;
+        if (root)
+            printf("  resuming from %s: epoch %lld, step %lld of it, %lld steps done\n", o.resume,
+                   (long long)ck.epoch + 1, (long long)ck.step_in_epoch, (long long)ck.steps_done);
+    }
     verify_same_weights(&m);
     grad_allreduce *ar = grad_allreduce_create(m.grads, m.layout.total, (size_t)(o.bucket_mb * 1048576.0), g_mpi.comm);
     m.grad_ready = on_grad_ready;
@@ -465,12 +513,17 @@ int cmd_train(int argc, char **argv)
      * batch jobs) get plain lines */
     progress_t prog = {.tty = isatty(STDOUT_FILENO) && !g_mpi.launched, .every = o.log_every};
     int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
-    long long step = 0, events_done = 0;
+    long long step = ck.steps_done, events_done = 0;
+    char ckpt_path[4200];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", o.results);
+    if (o.checkpoint) snprintf(ckpt_path, sizeof ckpt_path, "%s", o.checkpoint);
+    if (o.checkpoint_every > 0 && root) mkdir(o.results, 0755);
     int64_t elements_done = 0;
     double t_start = now();
     int epochs_done = 0;
-    for (long long ep = 0; ep < o.epochs && step < total_steps; ep++) {
-        loader_begin_epoch(lt, (int)ep);
+    for (long long ep = ck.epoch; ep < o.epochs && step < total_steps; ep++) {
+        long long sie = ep == ck.epoch ? ck.step_in_epoch : 0; /* steps done in this epoch */
+        loader_begin_epoch_at(lt, (int)ep, sie);
         mlpf_batch b;
         int n_ids;
         double t_ep = now();
@@ -501,6 +554,16 @@ int cmd_train(int argc, char **argv)
                 progress(&prog, ep + 1, o.epochs, step, total_steps, &r, rate, eta, step == total_steps);
             }
             batch_free(&b);
+            sie++;
+            if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
+                checkpoint_header h = {.n_params = (int64_t)m.layout.total, .steps_done = step,
+                                       .epoch = ep, .step_in_epoch = sie, .adam_step = opt.step,
+                                       .seed = o.seed, .world_size = g_mpi.size,
+                                       .batch_per_rank = o.batch_size};
+                snprintf(h.preset, sizeof h.preset, "%s", cfg.preset);
+                int bad = root ? checkpoint_write(ckpt_path, &h, m.params, &opt) : 0;
+                if (mpictx_any(bad)) mlpf_fatal("step %lld: cannot write the checkpoint %s", step, ckpt_path);
+            }
             char where[64];
             snprintf(where, sizeof where, "step %lld", step);
             guard_progress(where);

@@ -97,6 +97,25 @@ for how in KILL STOP; do
     else bad "rank 1 SIG$how: exit $rc after ${took} s: $(tail -3 "$tmp/o$how")"; fi
 done
 
+# checkpoints: interrupted after 4 of 9 steps, resumed: the same final weights
+for np in 1 2; do
+    common=(--batch-size 2 --epochs 3 --seed 6)
+    [[ $np -eq 2 ]] && common=(--batch-size 1 --epochs 3 --seed 6)
+    train $np rfull$np "${common[@]}" --save-weights "$tmp/wfull$np" >/dev/null 2>&1
+    train $np rpart$np "${common[@]}" --max-steps 4 --checkpoint-every 2 --checkpoint "$tmp/ck$np" >/dev/null 2>&1
+    train $np rres$np "${common[@]}" --resume "$tmp/ck$np" --save-weights "$tmp/wres$np" >"$tmp/ores$np" 2>&1
+    if [[ -s "$tmp/wfull$np" ]] && cmp -s "$tmp/wfull$np" "$tmp/wres$np" && grep -q "resuming from .* 4 steps done" "$tmp/ores$np"; then
+        ok "$np rank(s): checkpoint at step 4, resume: final weights identical to an uninterrupted run"
+    else bad "$np rank(s) resume: $(tail -3 "$tmp/ores$np")"; fi
+done
+/usr/bin/python3 - "$tmp/ck1" <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read()); d[len(d) // 2] ^= 1; open(sys.argv[1], "wb").write(d)
+PY
+if train 1 rbadck --batch-size 2 --epochs 3 --seed 6 --resume "$tmp/ck1" >"$tmp/obadck" 2>&1; then bad "damaged checkpoint accepted"
+elif grep -q "checkpoint .*ck1 is damaged (CRC-32 mismatch)" "$tmp/obadck"; then ok "damaged checkpoint refused"
+else bad "damaged checkpoint: $(tail -2 "$tmp/obadck")"; fi
+
 # bad device/precision
 "$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "no CUDA backend" "$tmp/e" \
     && ok "--device cuda refused clearly on a CPU build" || bad "--device cuda: $(cat "$tmp/e")"
@@ -112,4 +131,5 @@ n=$(grep -c "^epoch " "$tmp/pipe")
 [[ $n -ge 1 && $n -lt 12 ]] && ! grep -q "\[#" "$tmp/pipe" && ok "not a terminal: $n progress lines for 12 steps, no bar" \
     || bad "pipe progress: $n lines"
 
+check_summaries "$tmp"
 finish report
