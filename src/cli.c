@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_int(const char *flag, const char *text, long long lo, long long hi, long long *out)
 {
@@ -23,8 +24,10 @@ int cli_double(const char *flag, const char *text, double lo, double hi, double 
 {
     char *end = NULL;
     errno = 0;
-    double v = text ? strtod(text, &end) : 0.0;
-    if (!text || end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < lo ||
+    /* decimal notation only (strtod would also take hex floats and "inf") */
+    int plain = text && *text && strspn(text, "0123456789+-.eE") == strlen(text);
+    double v = plain ? strtod(text, &end) : 0.0;
+    if (!plain || end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < lo ||
         v > hi) {
         fprintf(stderr, "mlpfbench: %s needs a number from %g to %g, got '%s'\n", flag, lo, hi,
                 text ? text : "(nothing)");

@@ -53,5 +53,36 @@ if awk '/^validation epoch/{ for (i = 1; i <= NF; i++) if ($i == "acc") a[++n] =
         exit !(n == 30 && a[n] > a[1] + 0.1) }' "$tmp/train.log"; then ok
 else bad "validation accuracy did not rise: $(grep '^validation' "$tmp/train.log" | sed -n '1p;$p')"; fi
 
+# every numeric flag: zero/negative/huge/garbage/empty values are refused with
+# the flag named and exit 2, never a crash (exit >= 128) or a hang
+sweep_flags() { # command flag...
+    local cmd=$1; shift
+    local flag v out rc
+    for flag in "$@"; do
+        for v in -1 99999999999999999999999 abc 1e400 '' 0x10 '3 4' nan; do
+            out=$(timeout 20 "$bin" $cmd "$flag" "$v" 2>&1); rc=$?
+            if [[ $rc -ne 2 ]] || ! grep -q -- "$flag" <<<"$out"; then
+                bad "$cmd $flag '$v': exit $rc: $(head -c 200 <<<"$out")"; return
+            fi
+        done
+    done
+    ok "$cmd: every numeric flag refuses bad values with the flag named"
+}
+sweep_flags train --batch-size --epochs --max-steps --seed --threads --lr --bucket-mb --log-every \
+    --timeout --checkpoint-every
+sweep_flags generate --train-events --valid-events --shards --seed --elements
+sweep_flags allreduce-bench --min-bytes --max-bytes --factor --extra-floats --iters --bucket-mb
+sweep_flags info --ranks-per-node
+# unreadable paths
+chmod 000 "$tmp/ds/manifest.json" 2>/dev/null
+if [[ $(id -u) -ne 0 ]]; then
+    expect 1 "cannot read the manifest" -- "$bin" train --preset tiny --data "$tmp/ds" --results "$tmp/r2"
+fi
+chmod 644 "$tmp/ds/manifest.json"
+expect 1 "cannot read the checkpoint .*no-such-file" -- "$bin" train --preset tiny --data "$tmp/ds" \
+    --resume "$tmp/no-such-file" --results "$tmp/r3"
+expect 1 "cannot create the results directory|cannot write" -- "$bin" train --preset tiny --data "$tmp/ds" \
+    --max-steps 1 --results /proc/mlpf-results
+
 check_summaries "$tmp"
 finish cli
