@@ -90,6 +90,26 @@ expect_refusal "fewer events than ranks" "$tmp/small" "has 2 training events, fe
 fresh; "$here/tests/corrupt_shard.py" "$tmp/x" "$S" nan
 expect_refusal "nan, one rank" "$tmp/x" "X is not finite" 1
 
+# random byte flips anywhere in a shard: always refused (never a crash or a hang)
+flips_ok=1
+for seed in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    fresh
+    /usr/bin/python3 - "$tmp/x/$S" "$seed" <<'PY'
+import random, sys
+p, r = sys.argv[1], random.Random(int(sys.argv[2]))
+d = bytearray(open(p, "rb").read())
+for _ in range(r.randint(1, 4)):
+    d[r.randrange(len(d))] ^= 1 << r.randrange(8)
+open(p, "wb").write(d)
+PY
+    timeout 60 "$bin" train --preset tiny --batch-size 1 --threads 1 --data "$tmp/x" --results "$tmp/res" >"$tmp/out" 2>&1
+    rc=$?
+    if [[ $rc -ne 1 ]] || ! grep -q "shard-0001.h5 is damaged" "$tmp/out"; then
+        bad "random flips (seed $seed): exit $rc: $(tail -2 "$tmp/out")"; flips_ok=0; break
+    fi
+done
+[[ $flips_ok -eq 1 ]] && ok "12 shards with random bit flips: each refused as damaged"
+
 # --- the converter's output trains: public-format pickles -> shards -> 2 ranks
 /usr/bin/python3 - "$tmp" <<'PY'
 import bz2, pickle, sys
