@@ -9,5 +9,7 @@
  * the flag and return -1. */
 int cli_int(const char *flag, const char *text, long long lo, long long hi, long long *out);
 int cli_double(const char *flag, const char *text, double lo, double hi, double *out);
+/* A non-empty value (a path); `what` says what is expected, e.g. "a directory". */
+int cli_path(const char *flag, const char *text, const char *what, const char **out);
 
 #endif

@@ -36,3 +36,13 @@ int cli_double(const char *flag, const char *text, double lo, double hi, double 
     *out = v;
     return 0;
 }
+
+int cli_path(const char *flag, const char *text, const char *what, const char **out)
+{
+    if (!text || !*text) {
+        fprintf(stderr, "mlpfbench: %s needs %s\n", flag, what);
+        return -1;
+    }
+    *out = text;
+    return 0;
+}

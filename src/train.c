@@ -112,11 +112,7 @@ static int parse(int argc, char **argv, train_opts *o)
             }
             o->preset = v;
         } else if (!strcmp(a, "--data")) {
-            if (!v || !*v) {
-                fprintf(stderr, "mlpfbench: --data needs a directory\n");
-                return -1;
-            }
-            o->data = v;
+            rc = cli_path(a, v, "a directory", &o->data);
         } else if (!strcmp(a, "--bind")) {
             if (!v || (strcmp(v, "auto") && strcmp(v, "none"))) {
                 fprintf(stderr, "mlpfbench: --bind must be auto or none, got '%s'\n", v ? v : "(nothing)");
@@ -124,11 +120,7 @@ static int parse(int argc, char **argv, train_opts *o)
             }
             o->bind = v;
         } else if (!strcmp(a, "--results")) {
-            if (!v || !*v) {
-                fprintf(stderr, "mlpfbench: --results needs a directory\n");
-                return -1;
-            }
-            o->results = v;
+            rc = cli_path(a, v, "a directory", &o->results);
         } else if (!strcmp(a, "--device")) {
             if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
                 fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
@@ -150,13 +142,10 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->precision = v;
-        } else if (!strcmp(a, "--checkpoint") || !strcmp(a, "--resume")) {
-            if (!v || !*v) {
-                fprintf(stderr, "mlpfbench: %s needs a file name\n", a);
-                return -1;
-            }
-            if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
-            else o->resume = v;
+        } else if (!strcmp(a, "--checkpoint")) {
+            rc = cli_path(a, v, "a file name", &o->checkpoint);
+        } else if (!strcmp(a, "--resume")) {
+            rc = cli_path(a, v, "a file name", &o->resume);
         } else if (!strcmp(a, "--checkpoint-every")) {
             rc = cli_int(a, v, 0, 1000000000, &o->checkpoint_every);
         } else if (!strcmp(a, "--timeout")) {
@@ -164,17 +153,9 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (!strcmp(a, "--log-every")) {
             rc = cli_double(a, v, 0.0, 86400.0, &o->log_every);
         } else if (!strcmp(a, "--timeline")) {
-            if (!v || !*v) {
-                fprintf(stderr, "mlpfbench: --timeline needs a file name\n");
-                return -1;
-            }
-            o->timeline = v;
+            rc = cli_path(a, v, "a file name", &o->timeline);
         } else if (!strcmp(a, "--save-weights")) {
-            if (!v || !*v) {
-                fprintf(stderr, "mlpfbench: --save-weights needs a file name\n");
-                return -1;
-            }
-            o->save_weights = v;
+            rc = cli_path(a, v, "a file name", &o->save_weights);
         } else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 65536, &o->batch_size);
         else if (!strcmp(a, "--epochs")) rc = cli_int(a, v, 1, 1000000, &o->epochs);
         else if (!strcmp(a, "--max-steps")) rc = cli_int(a, v, 0, 1000000000, &o->max_steps);
