@@ -38,7 +38,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
 .NOTPARALLEL:
 
-.PHONY: all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
+.PHONY: fuzz deps-fuzz all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -147,5 +147,27 @@ sanitize: deps
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/test_unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-san/test_unit
 
+# Fuzzing (libFuzzer, clang): the shard reader and the train option parser,
+# FUZZ_TIME seconds each, from the seed corpora in tests/fuzz/. Inputs that
+# crash are written to tests/fuzz/crashes/ (keep them as regression inputs).
+FUZZ_TIME ?= 60
+FUZZ_SAN := -fsanitize=address,undefined
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	  build-fuzz/libmlpf.a build-fuzz/src/train.o build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/tests/fuzz/fuzz_cli.o
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/libmlpf.a \
+	  -o build-fuzz/fuzz_shard $(PKG_LIBS) -lm
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp build-fuzz/tests/fuzz/fuzz_cli.o build-fuzz/src/train.o \
+	  build-fuzz/libmlpf.a -o build-fuzz/fuzz_cli $(PKG_LIBS) -lm
+	@mkdir -p tests/fuzz/crashes build-fuzz/corpus-shard build-fuzz/corpus-cli
+	tests/fuzz/seed.sh build build-fuzz/corpus-shard build-fuzz/corpus-cli
+	-ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 build-fuzz/fuzz_shard -max_total_time=$(FUZZ_TIME) \
+	  -rss_limit_mb=4096 -timeout=20 -artifact_prefix=tests/fuzz/crashes/shard- build-fuzz/corpus-shard
+	ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz_cli -max_total_time=$(FUZZ_TIME) -timeout=5 \
+	  -artifact_prefix=tests/fuzz/crashes/cli- build-fuzz/corpus-cli >/dev/null
+deps-fuzz:
+	@scripts/install-deps.sh --fuzz
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -2,6 +2,7 @@
 # Install the OS packages mlpfbench needs, if any are missing (Debian/Ubuntu).
 #   scripts/install-deps.sh          build and run dependencies
 #   scripts/install-deps.sh --test   also what the tests need (PyTorch twin, h5py, ...)
+#   scripts/install-deps.sh --fuzz   also clang and libFuzzer for 'make fuzz'
 # Off Debian, or without root, it prints exactly which packages are missing.
 set -euo pipefail
 
@@ -9,8 +10,10 @@ pkgs=(gcc make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-to
       libhwloc-dev hwloc check libsubunit-dev libopenblas-dev libjansson-dev zlib1g-dev)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib)
+elif [[ "${1:-}" == "--fuzz" ]]; then
+    pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 elif [[ -n "${1:-}" ]]; then
-    echo "usage: $0 [--test]" >&2
+    echo "usage: $0 [--test|--fuzz]" >&2
     exit 2
 fi
 

@@ -173,6 +173,13 @@ static int parse(int argc, char **argv, train_opts *o)
     return 0;
 }
 
+/* The option parser alone, for the fuzzer: 0 ok, 1 help, -1 refused. */
+int train_check_options(int argc, char **argv)
+{
+    train_opts o;
+    return parse(argc, argv, &o);
+}
+
 /* Sum a loss report over the ranks (each rank's losses are already divided
  * by the global element count). */
 static void reduce_report(loss_report *r)
