@@ -4,7 +4,7 @@
 #   make test    install missing OS packages (and the test tools), build, run every test
 #                (unit tests, CLI tests, PyTorch parity, then the unit tests under ASan+UBSan)
 #   make         build only (needs the packages already installed)
-#   make sanitize  build with ASan + UBSan and run the unit tests
+#   make sanitize  build with ASan + UBSan and run the unit tests and the MPI checks
 #
 # Dependencies are found with pkg-config; scripts/install-deps.sh installs them.
 
@@ -144,8 +144,9 @@ test-parity:
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/test_unit
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/test_unit build-san/mlpfbench build-san/reader_check
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-san/test_unit
+	tests/sanitize_mpi.sh build-san
 
 # Fuzzing (libFuzzer, clang): the shard reader and the train option parser,
 # FUZZ_TIME seconds each, from the seed corpora in tests/fuzz/. Inputs that
