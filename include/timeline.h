@@ -12,8 +12,7 @@ enum { TL_MAIN = 0, TL_IO = 1, TL_COMM = 2 };
 /* Collective: start recording (aligns the ranks' clocks at a barrier). */
 void timeline_start(MPI_Comm comm);
 int timeline_enabled(void);
-double timeline_now(void);
-/* Record a span [t0, t1] (seconds, timeline_now clock); thread-safe. */
+/* Record a span [t0, t1] (mlpf_now() seconds); thread-safe. */
 void timeline_span(const char *name, int tid, double t0, double t1);
 /* Collective: gather every rank's spans and write path on rank 0 (temporary
  * file, then rename). Returns 0 or -1 (on rank 0, with a message). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "timeline.h"
 
 struct grad_allreduce {
@@ -11,7 +12,7 @@ struct grad_allreduce {
     size_t n, bucket;   /* floats */
     int n_buckets, next; /* next bucket to launch (0 = the last one of the buffer) */
     MPI_Request *req;
-    double *t_launch; /* per bucket, timeline clock */
+    double *t_launch; /* per bucket, mlpf_now() */
     int *idx;
     MPI_Comm comm;
     int size;
@@ -19,12 +20,6 @@ struct grad_allreduce {
     allreduce_stats st;
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 grad_allreduce *grad_allreduce_create(float *buf, size_t n, size_t bucket_bytes, MPI_Comm comm)
 {
@@ -71,8 +66,8 @@ static void launch_upto(grad_allreduce *g, size_t watermark)
     while (g->next < g->n_buckets && bucket_start(g, g->next) >= watermark) {
         int j = g->next++;
         size_t a = bucket_start(g, j), e = g->n - (size_t)j * g->bucket;
-        if (g->t_first == 0.0) g->t_first = now();
-        g->t_launch[j] = timeline_now();
+        if (g->t_first == 0.0) g->t_first = mlpf_now();
+        g->t_launch[j] = mlpf_now();
         MPI_Iallreduce(MPI_IN_PLACE, g->buf + a, (int)(e - a), MPI_FLOAT, MPI_SUM, g->comm, &g->req[j]);
     }
 }
@@ -81,7 +76,7 @@ static void launch_upto(grad_allreduce *g, size_t watermark)
 static void record(grad_allreduce *g, int n_done)
 {
     if (!timeline_enabled() || n_done == MPI_UNDEFINED) return;
-    double t = timeline_now();
+    double t = mlpf_now();
     char name[32];
     for (int i = 0; i < n_done; i++) {
         snprintf(name, sizeof name, "allreduce bucket %d", g->idx[i]);
@@ -101,7 +96,7 @@ void grad_allreduce_ready(grad_allreduce *g, size_t watermark)
 void grad_allreduce_finish(grad_allreduce *g)
 {
     if (g->size == 1) return;
-    double t0 = now();
+    double t0 = mlpf_now();
     launch_upto(g, 0);
     for (;;) {
         int n_done = 0;
@@ -109,7 +104,7 @@ void grad_allreduce_finish(grad_allreduce *g)
         if (n_done == MPI_UNDEFINED) break; /* all complete */
         record(g, n_done);
     }
-    double t1 = now();
+    double t1 = mlpf_now();
     g->st.exposed_s += t1 - t0;
     g->st.total_s += t1 - g->t_first;
     g->st.bytes += (int64_t)(g->n * sizeof(float));

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "allreduce.h"
 #include "cli.h"
 #include "mpictx.h"
@@ -29,12 +30,6 @@ static void usage(FILE *out)
             "  -h, --help       this help\n");
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* Values whose sum over ranks is exact in float: small integers. */
 static float value(size_t i, int rank) { return (float)((i % 61) + 3 * rank); }
@@ -84,10 +79,10 @@ int cmd_allreduce_bench(int argc, char **argv)
         for (long long it = -2; it < iters; it++) {
             for (size_t i = 0; i < count; i++) buf[i] = value(i, rank);
             MPI_Barrier(g_mpi.comm);
-            double t0 = now();
+            double t0 = mlpf_now();
             grad_allreduce_begin(g);
             grad_allreduce_finish(g);
-            double dt = now() - t0;
+            double dt = mlpf_now() - t0;
             if (it >= 0) t += dt;
             for (size_t i = 0; i < count; i++) {
                 float want = 0.0f;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "dataset.h"
 #include "mpictx.h"
@@ -31,12 +32,6 @@ static void usage(FILE *out)
             "  -h, --help           this help\n");
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 int cmd_generate(int argc, char **argv)
 {
@@ -83,9 +78,9 @@ int cmd_generate(int argc, char **argv)
     gen.mean_elements = (int)elements;
     gen.min_elements = (int)(elements * 4 / 5) > 0 ? (int)(elements * 4 / 5) : 1;
     gen.max_elements = (int)(elements * 32 / 25) > gen.min_elements ? (int)(elements * 32 / 25) : gen.min_elements;
-    double t0 = now();
+    double t0 = mlpf_now();
     if (dataset_generate(out, &gen, train, valid, (int)shards, force, g_mpi.comm) != 0) return 1;
-    double dt = now() - t0;
+    double dt = mlpf_now() - t0;
     if (g_mpi.rank == 0)
         printf("mlpfbench generate: wrote %s: %lld training + %lld validation events in %.1f s "
                "(%.1f events/s, %d rank(s))\n",

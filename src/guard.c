@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "mpictx.h"
 
 static struct {
@@ -19,12 +20,6 @@ static struct {
     pthread_mutex_t mu;
 } g = {.pipe = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static void on_signal(int sig)
 {
@@ -52,7 +47,7 @@ static void *run(void *arg)
         }
         if (g.timeout > 0) {
             pthread_mutex_lock(&g.mu);
-            double idle = mono() - g.last;
+            double idle = mlpf_now() - g.last;
             char where[128];
             snprintf(where, sizeof where, "%s", g.where);
             pthread_mutex_unlock(&g.mu);
@@ -69,7 +64,7 @@ void guard_start(double timeout_s, void (*on_exit)(const char *why))
     if (pipe(g.pipe) != 0) return;
     g.timeout = timeout_s;
     g.on_exit = on_exit;
-    g.last = mono();
+    g.last = mlpf_now();
     snprintf(g.where, sizeof g.where, "start-up");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -85,7 +80,7 @@ void guard_start(double timeout_s, void (*on_exit)(const char *why))
 void guard_progress(const char *where)
 {
     pthread_mutex_lock(&g.mu);
-    g.last = mono();
+    g.last = mlpf_now();
     snprintf(g.where, sizeof g.where, "%s", where);
     pthread_mutex_unlock(&g.mu);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "mpictx.h"
 #include "rng.h"
 #include "timeline.h"
@@ -34,12 +35,6 @@ struct loader {
     slot_t slot;
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -65,14 +60,12 @@ static void read_step(loader *l, int64_t k, slot_t *s)
     for (int i = 0; i < n_sh; i++)
         if (l->touched[i]) l->touched[nt++] = i;
     char err[1024];
-    double t0 = now();
+    double t0 = mlpf_now();
     int64_t bytes = dataset_read(l->ds, s->ids, s->n_ids, l->touched, nt, &s->b, err, sizeof err);
     if (bytes < 0) mlpf_fatal("reading %s data: %s", l->ds->split, err);
-    s->read_s = now() - t0;
-    if (timeline_enabled()) {
-        double t1 = timeline_now();
-        timeline_span("read batch", TL_IO, t1 - s->read_s, t1);
-    }
+    double t1 = mlpf_now();
+    s->read_s = t1 - t0;
+    timeline_span("read batch", TL_IO, t0, t1);
     s->bytes = bytes;
 }
 
@@ -121,15 +114,14 @@ loader *loader_create(dataset_t *ds, int batch_per_rank, int rank, int n_ranks, 
 void loader_free(loader *l)
 {
     if (!l) return;
+    loader_drain(l); /* let a read in flight finish, drop its batch */
     if (l->prefetch) {
         pthread_mutex_lock(&l->mu);
-        while (l->want >= 0) pthread_cond_wait(&l->cv, &l->mu); /* let a read finish */
         l->quit = 1;
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->thread, NULL);
     }
-    if (l->ready) batch_free(&l->slot.b);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l->order);
@@ -186,7 +178,7 @@ void loader_begin_epoch_at(loader *l, int epoch, int64_t first_step)
 int loader_next(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids)
 {
     if (l->step >= l->steps) return 0;
-    double t0 = now();
+    double t0 = mlpf_now();
     if (l->prefetch) {
         pthread_mutex_lock(&l->mu);
         while (!l->ready) pthread_cond_wait(&l->cv, &l->mu);
@@ -194,12 +186,9 @@ int loader_next(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids)
     } else {
         read_step(l, l->step, &l->slot);
     }
-    double waited = now() - t0;
-    l->st.wait_s += waited;
-    if (timeline_enabled()) {
-        double t1 = timeline_now();
-        timeline_span("data wait", TL_MAIN, t1 - waited, t1);
-    }
+    double t1 = mlpf_now();
+    l->st.wait_s += t1 - t0;
+    timeline_span("data wait", TL_MAIN, t0, t1);
     *b = l->slot.b;
     memset(&l->slot.b, 0, sizeof l->slot.b);
     *n_ids = l->slot.n_ids;

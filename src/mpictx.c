@@ -59,16 +59,15 @@ void mlpf_set_fatal_hook(void (*hook)(const char *msg)) { fatal_hook = hook; }
 
 void mlpf_fatal(const char *fmt, ...)
 {
-    char msg[2048];
+    char msg[2048], full[2400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mlpfbench: rank %d (%s): %s\n", g_mpi.rank, g_mpi.host, msg);
+    snprintf(full, sizeof full, "rank %d (%.64s): %s", g_mpi.rank, g_mpi.host, msg);
+    fprintf(stderr, "mlpfbench: %s\n", full);
     fflush(stderr);
     if (fatal_hook) {
-        char full[2400];
-        snprintf(full, sizeof full, "rank %d (%s): %s", g_mpi.rank, g_mpi.host, msg);
         void (*h)(const char *) = fatal_hook;
         fatal_hook = NULL; /* once */
         h(full);

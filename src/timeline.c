@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 typedef struct {
     char name[32];
     int tid;
@@ -20,23 +22,15 @@ static struct {
     pthread_mutex_t mu;
 } tl = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 void timeline_start(MPI_Comm comm)
 {
     MPI_Barrier(comm);
-    tl.origin = mono();
+    tl.origin = mlpf_now();
     tl.on = 1;
 }
 
 int timeline_enabled(void) { return tl.on; }
-
-double timeline_now(void) { return mono() - tl.origin; }
 
 void timeline_span(const char *name, int tid, double t0, double t1)
 {
@@ -55,8 +49,8 @@ void timeline_span(const char *name, int tid, double t0, double t1)
     span_t *s = &tl.spans[tl.n++];
     snprintf(s->name, sizeof s->name, "%s", name);
     s->tid = tid;
-    s->t0 = t0;
-    s->t1 = t1;
+    s->t0 = t0 - tl.origin;
+    s->t1 = t1 - tl.origin;
     pthread_mutex_unlock(&tl.mu);
 }
 

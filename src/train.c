@@ -12,6 +12,7 @@
 
 #include <zlib.h>
 
+#include "clock.h"
 #include "allreduce.h"
 #include "batch.h"
 #include "binding.h"
@@ -81,12 +82,6 @@ static void train_usage(FILE *out)
             mlpf_config_preset_names(), DEFAULT_BUCKET_MB);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int parse(int argc, char **argv, train_opts *o)
 {
@@ -210,26 +205,26 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
         grad_allreduce_begin(ar);
     }
     if (b->n_rows > 0) {
-        double t0 = now();
+        double t0 = mlpf_now();
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
         for (int k = 1; k < LOSS_N; k++) /* this rank's part, before any reduction */
             if (!isfinite(r->loss[k]))
                 mlpf_fatal("step %lld: the %s loss of this rank's events is %g (the model diverged "
                            "or the data overflows float32)", cur_step, LOSS_NAMES[k], r->loss[k]);
-        double t1 = now();
-        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, timeline_now() - (t1 - t0), timeline_now());
+        double t1 = mlpf_now();
+        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, t0, t1);
         if (ar) {
             fig.forward_s += t1 - t0;
             model_backward(m, b);
-            double t2 = now();
+            double t2 = mlpf_now();
             fig.backward_s += t2 - t1;
-            timeline_span("backward", TL_MAIN, timeline_now() - (t2 - t1), timeline_now());
+            timeline_span("backward", TL_MAIN, t1, t2);
         }
     }
     if (ar) {
-        double t0 = now();
+        double t0 = mlpf_now();
         grad_allreduce_finish(ar);
-        timeline_span("all-reduce wait", TL_MAIN, timeline_now() - (now() - t0), timeline_now());
+        timeline_span("all-reduce wait", TL_MAIN, t0, mlpf_now());
         int bad = model_first_nonfinite_grad(m);
         if (bad >= 0)
             mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
@@ -345,7 +340,7 @@ typedef struct {
 static void progress(progress_t *p, long long ep, long long epochs, long long step, long long total,
                      const loss_report *r, double ev_s, double eta, int last)
 {
-    double t = now();
+    double t = mlpf_now();
     if (p->tty && p->every < 0) {
         int width = 30, done = (int)(width * step / (total ? total : 1));
         printf("\r epoch %lld/%lld [", ep, epochs);
@@ -507,27 +502,27 @@ int cmd_train(int argc, char **argv)
     if (o.checkpoint) snprintf(ckpt_path, sizeof ckpt_path, "%s", o.checkpoint);
     if (o.checkpoint_every > 0 && root) mkdir(o.results, 0755);
     int64_t elements_done = 0;
-    double t_start = now();
-    int epochs_done = 0;
+    double t_start = mlpf_now();
     for (long long ep = ck.epoch; ep < o.epochs && step < total_steps; ep++) {
         long long sie = ep == ck.epoch ? ck.step_in_epoch : 0; /* steps done in this epoch */
         loader_begin_epoch_at(lt, (int)ep, sie);
         mlpf_batch b;
         int n_ids;
-        double t_ep = now();
+        double t_ep = mlpf_now();
         long long ev_ep = 0;
         while (step < total_steps && loader_next(lt, &b, ids, &n_ids)) {
-            double t0 = now();
+            double t0 = mlpf_now();
             loss_report r;
             cur_step = step + 1;
             run_batch(&m, &b, ar, &r);
-            double t_opt = now();
+            double t_opt = mlpf_now();
             adam_update(&cfg, &opt, m.params, m.grads);
-            fig.optimizer_s += now() - t_opt;
-            timeline_span("optimizer", TL_MAIN, timeline_now() - (now() - t_opt), timeline_now());
+            double t_opt_end = mlpf_now();
+            fig.optimizer_s += t_opt_end - t_opt;
+            timeline_span("optimizer", TL_MAIN, t_opt, t_opt_end);
             long long n_ev = n_ids;
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
-            double dt = now() - t0;
+            double dt = mlpf_now() - t0;
             fig.step_s += dt;
             fig.steps++;
             fig.events += n_ids;
@@ -537,8 +532,8 @@ int cmd_train(int argc, char **argv)
             elements_done += r.n_rows;
             ev_ep += n_ev;
             if (root) {
-                double rate = events_done / (now() - t_start);
-                double eta = (now() - t_start) / step * (total_steps - step);
+                double rate = events_done / (mlpf_now() - t_start);
+                double eta = (mlpf_now() - t_start) / step * (total_steps - step);
                 progress(&prog, ep + 1, o.epochs, step, total_steps, &r, rate, eta, step == total_steps);
             }
             batch_free(&b);
@@ -557,7 +552,7 @@ int cmd_train(int argc, char **argv)
             guard_progress(where);
         }
         loader_drain(lt); /* a prefetch in flight when --max-steps ends the epoch */
-        double ep_time = now() - t_ep;
+        double ep_time = mlpf_now() - t_ep;
         /* validation: forward only, all validation events */
         loader_begin_epoch(lv, 0);
         loss_report tot = {0};
@@ -576,7 +571,7 @@ int cmd_train(int argc, char **argv)
         summary.throughput[ep] = ev_ep / ep_time;
         summary.val_acc[ep] = tot.n_rows ? (double)tot.n_correct / tot.n_rows : 0.0;
         memcpy(summary.val_loss[ep], tot.loss, sizeof tot.loss);
-        summary.epochs = epochs_done = (int)ep + 1;
+        summary.epochs = (int)ep + 1;
         if (root) {
             if (prog.tty && prog.every < 0 && step != total_steps) putchar('\n'); /* end the bar */
             printf("validation epoch %lld: ", ep + 1);
@@ -586,7 +581,7 @@ int cmd_train(int argc, char **argv)
             fflush(stdout);
         }
     }
-    double elapsed = now() - t_start;
+    double elapsed = mlpf_now() - t_start;
     report_timestamp(summary.train_stop, sizeof summary.train_stop);
     summary.train_time = elapsed;
     summary.train_events_seen = events_done;
@@ -640,7 +635,6 @@ int cmd_train(int argc, char **argv)
     guard_stop();
     mlpf_set_fatal_hook(NULL);
     if (root && report_write(results_dir, &summary, 1) != 0) rc = 1;
-    (void)epochs_done;
     free(summary.ranks);
     free(summary.epoch_time);
     free(summary.throughput);
