@@ -26,7 +26,7 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 # (initialisation and event generation): no fused multiply-add contraction.
 PORTABLE := src/rng.c src/params.c src/generator.c
 
-LIB_SRC  := src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+LIB_SRC  := src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
             src/batch.c src/generator.c src/h5util.c src/cli.c
 APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/info.c
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c

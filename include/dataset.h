@@ -61,6 +61,12 @@ int64_t dataset_read(dataset_t *ds, const int64_t *ids, int n_ids, const int *sh
 /* Shard that holds global event id. */
 int dataset_shard_of(const dataset_t *ds, int64_t id);
 
+/* `mlpfbench __probe-shard FILE EVENTS ELEMENTS` (internal, no MPI): opens
+ * the shard with the serial HDF5 driver, runs the reader's checks silently and
+ * reads every row; exits 0 if the HDF5 library survived. dataset_open runs it
+ * in a child process for every shard before the MPI processes open them. */
+int dataset_probe_main(int argc, char **argv);
+
 /* CRC-32 (zlib) of a whole file; -1 in *size on error. */
 uint32_t file_crc32(const char *path, int64_t *size);
 

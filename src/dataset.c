@@ -8,10 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "clock.h"
+#include "failpoint.h"
 #include "h5util.h"
 #include "mpictx.h"
 
@@ -291,7 +298,10 @@ static int parse_manifest(dataset_t *ds, int rank)
     return rc;
 }
 
-/* Each rank checks the size and CRC-32 of its share of the shards. */
+static int probe_shard(const shard_t *sh, int rank);
+
+/* Each rank checks the size and CRC-32 of its share of the shards, then
+ * probes them (probe_shard). */
 static int check_integrity(dataset_t *ds, int rank, int size)
 {
     int fail = 0;
@@ -312,6 +322,8 @@ static int check_integrity(dataset_t *ds, int rank, int size)
             mlpf_errorf("rank %d: shard %s is damaged: CRC-32 %08x, the manifest "
                             "says %08x\n",
                     rank, sh->path, crc, sh->crc32);
+            fail = 1;
+        } else if (probe_shard(sh, rank) != 0) {
             fail = 1;
         }
     }
@@ -362,7 +374,7 @@ static int64_t dims_of(hid_t d, int cols)
 static int open_shard(shard_t *sh, MPI_Comm comm, int rank)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    if (comm != MPI_COMM_NULL) H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL); /* else: serial (probe) */
     sh->fid = H5Fopen(sh->path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (sh->fid < 0) {
@@ -371,10 +383,13 @@ static int open_shard(shard_t *sh, MPI_Comm comm, int rank)
     }
     char fmt[64] = "";
     long long ver = -1;
-    if (read_string_attr(sh->fid, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, SHARD_FORMAT) != 0 ||
-        H5Aexists(sh->fid, "version") <= 0) {
+    if (read_string_attr(sh->fid, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, SHARD_FORMAT) != 0) {
         SAME_ON_ALL_RANKS(rank, "shard %s is not an %s file (format attribute '%s')", sh->path,
                           SHARD_FORMAT, fmt);
+        return -1;
+    }
+    if (H5Aexists(sh->fid, "version") <= 0) {
+        SAME_ON_ALL_RANKS(rank, "shard %s has no version attribute", sh->path);
         return -1;
     }
     hid_t a = H5Aopen(sh->fid, "version", H5P_DEFAULT);
@@ -429,6 +444,123 @@ static int open_shard(shard_t *sh, MPI_Comm comm, int rank)
     }
     H5Dclose(dO);
     return rc;
+}
+
+
+/* ------------------------------------------------------------------ probing */
+/* HDF5 1.10 can crash on forged files (docs/design.md "Reliability"): each
+ * shard is first opened and read through, with the serial driver, in a
+ * throw-away child process. Only if the library survives there does the
+ * MPI process open it. */
+
+#define PROBE_EXIT_OK 0
+#define PROBE_TIMEOUT_S 60
+
+int dataset_probe_main(int argc, char **argv)
+{
+    if (argc != 5) return 2;
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore); /* a crash here is expected and reported by the parent */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (failpoint("probe-crash", 0, 0)) raise(SIGSEGV);
+    shard_t sh;
+    memset(&sh, 0, sizeof sh);
+    sh.fid = sh.dX = sh.dY = -1;
+    snprintf(sh.path, sizeof sh.path, "%s", argv[2]);
+    sh.events = strtoll(argv[3], NULL, 10);
+    sh.elements = strtoll(argv[4], NULL, 10);
+    /* rank 1: the checks stay silent; the parent repeats them and reports */
+    if (open_shard(&sh, MPI_COMM_NULL, 1) == 0) {
+        enum { BLOCK = 16384 };
+        float *buf = malloc(sizeof(float) * BLOCK * BATCH_X_COLS);
+        hid_t ds[2] = {sh.dX, sh.dY};
+        int cols[2] = {BATCH_X_COLS, BATCH_Y_COLS};
+        for (int k = 0; k < 2 && buf; k++)
+            for (int64_t r = 0; r < sh.elements; r += BLOCK) {
+                hsize_t n = (hsize_t)(sh.elements - r < BLOCK ? sh.elements - r : BLOCK);
+                hsize_t start[2] = {(hsize_t)r, 0}, count[2] = {n, (hsize_t)cols[k]};
+                hid_t fs = H5Dget_space(ds[k]), ms = H5Screate_simple(2, count, NULL);
+                H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+                herr_t st = H5Dread(ds[k], H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
+                H5Sclose(ms);
+                H5Sclose(fs);
+                if (st < 0) break;
+            }
+        free(buf);
+    }
+    if (sh.dX >= 0) H5Dclose(sh.dX);
+    if (sh.dY >= 0) H5Dclose(sh.dY);
+    if (sh.fid >= 0) H5Fclose(sh.fid);
+    free(sh.offsets);
+    return PROBE_EXIT_OK;
+}
+
+/* 0: the library survived the shard (its checks may still refuse it later);
+ * -1: it crashed or hung on it, with the message recorded. */
+static int probe_shard(const shard_t *sh, int rank)
+{
+    /* the probe is `mlpfbench __probe-shard`: this program if it is mlpfbench,
+     * else (test tools, the fuzz harness) MLPF_PROBE_EXE or the mlpfbench
+     * next to this program */
+    char exe[4096], self[4000];
+    const char *env = getenv("MLPF_PROBE_EXE");
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    const char *base = strrchr(self, '/');
+    if (env && *env) {
+        snprintf(exe, sizeof exe, "%s", env);
+    } else if (n > 0 && !strcmp(base ? base + 1 : self, "mlpfbench")) {
+        snprintf(exe, sizeof exe, "%s", self);
+    } else if (n > 0 && base) {
+        snprintf(exe, sizeof exe, "%.*s/mlpfbench", (int)(base - self), self);
+    } else {
+        exe[0] = '\0';
+    }
+    if (!exe[0] || access(exe, X_OK) != 0) {
+        mlpf_errorf("rank %d: cannot find mlpfbench (%s) to probe shard %s; set MLPF_PROBE_EXE", rank,
+                    exe[0] ? exe : "no /proc/self/exe", sh->path);
+        return -1;
+    }
+    char ev[32], el[32];
+    snprintf(ev, sizeof ev, "%lld", (long long)sh->events);
+    snprintf(el, sizeof el, "%lld", (long long)sh->elements);
+    char *args[] = {exe, "__probe-shard", (char *)sh->path, ev, el, NULL};
+    pid_t pid;
+    extern char **environ;
+    int err = posix_spawn(&pid, exe, NULL, NULL, args, environ);
+    if (err != 0) {
+        mlpf_errorf("rank %d: cannot start the shard probe %s: %s", rank, exe, strerror(err));
+        return -1;
+    }
+    int status = 0;
+    double t0 = mlpf_now();
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) {
+            mlpf_errorf("rank %d: lost the shard probe of %s: %s", rank, sh->path, strerror(errno));
+            return -1;
+        }
+        if (mlpf_now() - t0 > PROBE_TIMEOUT_S) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            mlpf_errorf("rank %d: shard %s is damaged: the HDF5 library did not finish reading it "
+                        "in %d s (in a probe process)", rank, sh->path, PROBE_TIMEOUT_S);
+            return -1;
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_OK) return 0;
+    char how[96];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "signal %d, %s", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(status));
+    mlpf_errorf("rank %d: shard %s is damaged or forged: the HDF5 library crashed reading it (%s, "
+                "in a probe process); regenerate or re-convert the shard",
+                rank, sh->path, how);
+    return -1;
 }
 
 int dataset_open(dataset_t *ds, const char *dir, const char *split, MPI_Comm comm)

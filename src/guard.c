@@ -15,6 +15,9 @@ static struct {
     int pipe[2], running;
     double timeout, last;
     char where[128];
+    double limit[3], wait_t0; /* per guard_wait kind; when the current wait began */
+    int wait;
+    char wait_what[96];
     void (*on_exit)(const char *why);
     pthread_t thread;
     pthread_mutex_t mu;
@@ -45,12 +48,21 @@ static void *run(void *arg)
             if (g.on_exit) g.on_exit(why);
             _exit(128 + sig);
         }
+        pthread_mutex_lock(&g.mu);
+        double now = mlpf_now(), idle = now - g.last, waited = now - g.wait_t0;
+        int wait = g.wait;
+        char where[128], what[96];
+        snprintf(where, sizeof where, "%s", g.where);
+        snprintf(what, sizeof what, "%s", g.wait_what);
+        pthread_mutex_unlock(&g.mu);
+        if (wait == GUARD_COLLECTIVE && g.limit[wait] > 0 && waited > g.limit[wait])
+            mlpf_fatal("waited %.0f s in a collective (%s) after %s: another rank is stuck or gone "
+                       "(--collective-timeout %g)", waited, what, where, g.limit[wait]);
+        if (wait == GUARD_DATA && g.limit[wait] > 0 && waited > g.limit[wait])
+            mlpf_fatal("waited %.0f s for data (%s) after %s: the reads are stuck (file system, or "
+                       "another rank in the collective read; --data-timeout %g)",
+                       waited, what, where, g.limit[wait]);
         if (g.timeout > 0) {
-            pthread_mutex_lock(&g.mu);
-            double idle = mlpf_now() - g.last;
-            char where[128];
-            snprintf(where, sizeof where, "%s", g.where);
-            pthread_mutex_unlock(&g.mu);
             if (idle > g.timeout)
                 mlpf_fatal("no progress for %.0f s after %s (a rank is stuck in a collective or "
                            "waiting for data; --timeout %g)", idle, where, g.timeout);
@@ -59,10 +71,13 @@ static void *run(void *arg)
     return NULL;
 }
 
-void guard_start(double timeout_s, void (*on_exit)(const char *why))
+void guard_start(double timeout_s, double data_s, double collective_s, void (*on_exit)(const char *why))
 {
     if (pipe(g.pipe) != 0) return;
     g.timeout = timeout_s;
+    g.limit[GUARD_DATA] = data_s;
+    g.limit[GUARD_COLLECTIVE] = collective_s;
+    g.wait = GUARD_NONE;
     g.on_exit = on_exit;
     g.last = mlpf_now();
     snprintf(g.where, sizeof g.where, "start-up");
@@ -82,6 +97,22 @@ void guard_progress(const char *where)
     pthread_mutex_lock(&g.mu);
     g.last = mlpf_now();
     snprintf(g.where, sizeof g.where, "%s", where);
+    pthread_mutex_unlock(&g.mu);
+}
+
+void guard_wait_begin(int kind, const char *what)
+{
+    pthread_mutex_lock(&g.mu);
+    g.wait = kind;
+    g.wait_t0 = mlpf_now();
+    snprintf(g.wait_what, sizeof g.wait_what, "%s", what);
+    pthread_mutex_unlock(&g.mu);
+}
+
+void guard_wait_end(void)
+{
+    pthread_mutex_lock(&g.mu);
+    g.wait = GUARD_NONE;
     pthread_mutex_unlock(&g.mu);
 }
 

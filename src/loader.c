@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "failpoint.h"
 #include "mpictx.h"
 #include "rng.h"
 #include "timeline.h"
@@ -60,6 +61,7 @@ static void read_step(loader *l, int64_t k, slot_t *s)
     for (int i = 0; i < n_sh; i++)
         if (l->touched[i]) l->touched[nt++] = i;
     char err[1024];
+    if (l->shuffle && failpoint("stall-read", k + 1, l->rank)) failpoint_stall();
     double t0 = mlpf_now();
     int64_t bytes = dataset_read(l->ds, s->ids, s->n_ids, l->touched, nt, &s->b, err, sizeof err);
     if (bytes < 0) mlpf_fatal("reading %s data: %s", l->ds->split, err);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dataset.h"
 #include "mpictx.h"
 
 int cmd_train(int argc, char **argv);
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "__probe-shard")) return dataset_probe_main(argc, argv); /* no MPI */
     int (*cmd)(int, char **) = NULL;
     if (!strcmp(argv[1], "train")) cmd = cmd_train;
     else if (!strcmp(argv[1], "generate")) cmd = cmd_generate;

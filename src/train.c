@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "failpoint.h"
 #include "guard.h"
 #include "loader.h"
 #include "model.h"
@@ -35,7 +36,7 @@ typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
     const char *checkpoint, *resume;
     long long batch_size, epochs, max_steps, seed, threads, checkpoint_every;
-    double lr, bucket_mb, log_every, timeout;
+    double lr, bucket_mb, log_every, timeout, data_timeout, collective_timeout;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -72,8 +73,12 @@ static void train_usage(FILE *out)
             "  --resume FILE       continue from a checkpoint (same preset and global batch):\n"
             "                      the final weights equal those of an uninterrupted run\n"
             "  --timeout S         end the job with an error when no step finishes for S\n"
-            "                      seconds (a hang in a collective or a data wait; default\n"
-            "                      900, 0 = never)\n"
+            "                      seconds (default 900, 0 = never)\n"
+            "  --collective-timeout S  ... when one wait in a collective (gradient all-reduce,\n"
+            "                      the step's reductions) lasts S seconds: a rank is stuck or\n"
+            "                      gone (default 300, 0 = never)\n"
+            "  --data-timeout S    ... when one wait for the next batch's data lasts S seconds\n"
+            "                      (default 300, 0 = never)\n"
             "  --timeline FILE     write a Chrome-trace JSON of every rank's forward, backward,\n"
             "                      all-reduce buckets, data reads/waits and optimizer spans\n"
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
@@ -89,7 +94,7 @@ static int parse(int argc, char **argv, train_opts *o)
                       .epochs = 2, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
                       .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto",
                       .results = "results", .device = "cpu", .precision = "fp32", .log_every = -1,
-                      .timeout = 900};
+                      .timeout = 900, .data_timeout = 300, .collective_timeout = 300};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -145,6 +150,10 @@ static int parse(int argc, char **argv, train_opts *o)
             rc = cli_int(a, v, 0, 1000000000, &o->checkpoint_every);
         } else if (!strcmp(a, "--timeout")) {
             rc = cli_double(a, v, 0.0, 1e7, &o->timeout);
+        } else if (!strcmp(a, "--data-timeout")) {
+            rc = cli_double(a, v, 0.0, 1e7, &o->data_timeout);
+        } else if (!strcmp(a, "--collective-timeout")) {
+            rc = cli_double(a, v, 0.0, 1e7, &o->collective_timeout);
         } else if (!strcmp(a, "--log-every")) {
             rc = cli_double(a, v, 0.0, 86400.0, &o->log_every);
         } else if (!strcmp(a, "--timeline")) {
@@ -198,7 +207,11 @@ static long long cur_step;  /* for error messages */
 static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, loss_report *r)
 {
     int64_t n_global = b->n_rows;
-    if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+    if (g_mpi.size > 1) {
+        guard_wait_begin(GUARD_COLLECTIVE, "the batch size reduction");
+        MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+        guard_wait_end();
+    }
     memset(r, 0, sizeof *r);
     if (ar) {
         model_zero_grad(m);
@@ -223,14 +236,29 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
     }
     if (ar) {
         double t0 = mlpf_now();
+        guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
         grad_allreduce_finish(ar);
+        guard_wait_end();
         timeline_span("all-reduce wait", TL_MAIN, t0, mlpf_now());
         int bad = model_first_nonfinite_grad(m);
         if (bad >= 0)
             mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
                        m->layout.t[bad].name);
     }
+    guard_wait_begin(GUARD_COLLECTIVE, "the loss reduction");
     reduce_report(r);
+    guard_wait_end();
+}
+
+/* The next batch, its wait watched by the guard. */
+static int next_batch(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids, const char *what)
+{
+    char w[64];
+    snprintf(w, sizeof w, "the next %s batch", what);
+    guard_wait_begin(GUARD_DATA, w);
+    int more = loader_next(l, b, ids, n_ids);
+    guard_wait_end();
+    return more;
 }
 
 /* All ranks must start from the same weights: compare a checksum. */
@@ -378,7 +406,7 @@ int cmd_train(int argc, char **argv)
                             .seed = o.seed, .bucket_mib = o.bucket_mb};
     report_timestamp(summary.train_start, sizeof summary.train_start);
     mlpf_set_fatal_hook(write_failed_report);
-    guard_start(o.timeout, write_failed_report);
+    guard_start(o.timeout, o.data_timeout, o.collective_timeout, write_failed_report);
 
     binding_info bi;
     if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(o.bind, "auto"), &bi) != 0))
@@ -510,10 +538,11 @@ int cmd_train(int argc, char **argv)
         int n_ids;
         double t_ep = mlpf_now();
         long long ev_ep = 0;
-        while (step < total_steps && loader_next(lt, &b, ids, &n_ids)) {
+        while (step < total_steps && next_batch(lt, &b, ids, &n_ids, "training")) {
             double t0 = mlpf_now();
             loss_report r;
             cur_step = step + 1;
+            if (failpoint("stall-step", cur_step, g_mpi.rank)) failpoint_stall();
             run_batch(&m, &b, ar, &r);
             double t_opt = mlpf_now();
             adam_update(&cfg, &opt, m.params, m.grads);
@@ -521,7 +550,9 @@ int cmd_train(int argc, char **argv)
             fig.optimizer_s += t_opt_end - t_opt;
             timeline_span("optimizer", TL_MAIN, t_opt, t_opt_end);
             long long n_ev = n_ids;
+            guard_wait_begin(GUARD_COLLECTIVE, "the event count reduction");
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
+            guard_wait_end();
             double dt = mlpf_now() - t0;
             fig.step_s += dt;
             fig.steps++;
@@ -556,7 +587,7 @@ int cmd_train(int argc, char **argv)
         /* validation: forward only, all validation events */
         loader_begin_epoch(lv, 0);
         loss_report tot = {0};
-        while (loader_next(lv, &b, ids, &n_ids)) {
+        while (next_batch(lv, &b, ids, &n_ids, "validation")) {
             loss_report r;
             run_batch(&m, &b, NULL, &r);
             /* r is normalised by this global batch's count: weight it back */

@@ -110,6 +110,31 @@ PY
 done
 [[ $flips_ok -eq 1 ]] && ok "12 shards with random bit flips: each refused as damaged"
 
+# forged datasets (manifest rewritten to match the damaged bytes): the shards
+# reach HDF5, which is contained in a probe process. First a probe that
+# certainly crashes, then every input known to crash HDF5 1.10 (tests/fuzz/)
+fresh
+MLPF_FAILPOINT=probe-crash timeout 60 "$bin" train --preset tiny --threads 1 --data "$tmp/x" --results "$tmp/res" >"$tmp/out" 2>&1
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "shard .*shard-0000.h5 is damaged or forged: the HDF5 library crashed reading it (signal 11" "$tmp/out" \
+    && ok "a shard that crashes HDF5 (in the probe): refused naming the shard, exit 1" \
+    || bad "crashing probe: exit $rc: $(tail -2 "$tmp/out")"
+n_known=0 known_ok=1
+for input in "$here"/tests/fuzz/hdf5-known/* "$here"/tests/fuzz/regress/*; do
+    [[ -f $input ]] || continue
+    n_known=$((n_known + 1))
+    rm -rf "$tmp/forged"; "$here/tests/fuzz/make_case.py" "$input" "$tmp/forged"
+    for np in 1 2; do
+        start=$SECONDS
+        train "$np" "$tmp/forged" >"$tmp/out" 2>&1; rc=$?
+        if [[ $rc -ne 1 || $((SECONDS - start)) -gt 20 ]] || ! grep -q "shard .*shard-0000.h5" "$tmp/out"; then
+            bad "forged shard $(basename "$input"), $np rank(s): exit $rc after $((SECONDS - start)) s: $(grep mlpfbench: "$tmp/out" | head -2)"
+            known_ok=0
+        fi
+    done
+done
+[[ $known_ok -eq 1 && $n_known -gt 0 ]] && ok "$n_known forged shards known to crash HDF5: each refused (exit 1, shard named) under 1 and 2 ranks"
+
 # --- the converter's output trains: public-format pickles -> shards -> 2 ranks
 /usr/bin/python3 - "$tmp" <<'PY'
 import bz2, pickle, sys

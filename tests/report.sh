@@ -97,6 +97,23 @@ for how in KILL STOP; do
     else bad "rank 1 SIG$how: exit $rc after ${took} s: $(tail -3 "$tmp/o$how")"; fi
 done
 
+# each wait has its own limit: rank 1 stops before a step (rank 0 then waits in
+# a collective) or its reader stops (both ranks wait for data); the overall
+# --timeout is long, so only the wait limits can end these runs
+for fp in "stall-step@3:1 collective the-batch-size-reduction" "stall-read@4:1 data the-next-training-batch"; do
+    read -r point kind what <<<"$fp"
+    start=$SECONDS
+    MLPF_FAILPOINT=$point timeout 120 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/long" \
+        --threads 1 --batch-size 1 --timeout 600 --collective-timeout 3 --data-timeout 3 \
+        --results "$tmp/r$kind" >"$tmp/o$kind" 2>&1
+    rc=$?; took=$((SECONDS - start))
+    msg="waited [0-9]+ s (in a collective|for data) \\(${what//-/ }\\) after step [0-9]+: .*--$kind-timeout 3"
+    if [[ $rc -ne 0 && $rc -ne 124 && $took -le 30 ]] && grep -qE "rank [01] \\(.*\\): $msg" "$tmp/o$kind" \
+        && "${check[@]}" "$(summ r$kind)" --failed "$kind-timeout 3"; then
+        ok "$point: --$kind-timeout ended the job (exit $rc) in ${took} s, failed summary names the wait"
+    else bad "$point: exit $rc after ${took} s: $(grep mlpfbench: "$tmp/o$kind" | head -3)"; fi
+done
+
 # checkpoints: interrupted after 4 of 9 steps, resumed: the same final weights
 for np in 1 2; do
     common=(--batch-size 2 --epochs 3 --seed 6)
