@@ -26,9 +26,9 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 # (initialisation and event generation): no fused multiply-add contraction.
 PORTABLE := src/rng.c src/params.c src/generator.c
 
-LIB_SRC  := src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+LIB_SRC  := src/prof.c src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
             src/batch.c src/generator.c src/h5util.c src/cli.c
-APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/info.c
+APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/gemm_bench.c src/infer.c src/info.c
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -149,11 +149,17 @@ sanitize: deps
 	tests/sanitize_mpi.sh build-san
 
 # Fuzzing (libFuzzer, clang): the shard reader and the train option parser,
-# FUZZ_TIME seconds each, from the seed corpora in tests/fuzz/. Inputs that
-# crash are written to tests/fuzz/crashes/ (keep them as regression inputs).
+# FUZZ_TIME seconds each, from the seed corpora in tests/fuzz/ plus the kept
+# regression inputs. The reader's HDF5 probe process is the sanitizer build of
+# mlpfbench, so that it catches whatever the instrumented harness would.
+# Inputs that crash are written to tests/fuzz/crashes/ (keep them in
+# tests/fuzz/regress/ once fixed; tests/data.sh runs them).
 FUZZ_TIME ?= 60
 FUZZ_SAN := -fsanitize=address,undefined
-fuzz: deps-fuzz
+fuzz: deps-fuzz build
+	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -fno-omit-frame-pointer" \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/mlpfbench
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
 	  build-fuzz/libmlpf.a build-fuzz/src/train.o build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/tests/fuzz/fuzz_cli.o
@@ -163,10 +169,14 @@ fuzz: deps-fuzz
 	  build-fuzz/libmlpf.a -o build-fuzz/fuzz_cli $(PKG_LIBS) -lm
 	@mkdir -p tests/fuzz/crashes build-fuzz/corpus-shard build-fuzz/corpus-cli
 	tests/fuzz/seed.sh build build-fuzz/corpus-shard build-fuzz/corpus-cli
-	-ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 build-fuzz/fuzz_shard -max_total_time=$(FUZZ_TIME) \
-	  -rss_limit_mb=4096 -timeout=20 -artifact_prefix=tests/fuzz/crashes/shard- build-fuzz/corpus-shard
+	rm -f tests/fuzz/crashes/shard-*
+	MLPF_PROBE_EXE=$(CURDIR)/build-san/mlpfbench ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 \
+	  build-fuzz/fuzz_shard -fork=1 -ignore_crashes=1 -max_total_time=$(FUZZ_TIME) -rss_limit_mb=4096 \
+	  -timeout=20 -artifact_prefix=tests/fuzz/crashes/shard- build-fuzz/corpus-shard tests/fuzz/hdf5-known \
+	  tests/fuzz/regress 2>build-fuzz/fuzz_shard.log; grep -E "^#[0-9]+: .*exec/s" build-fuzz/fuzz_shard.log | tail -1
+	tests/fuzz/triage.sh build-san tests/fuzz/hdf5-known/* tests/fuzz/regress/* tests/fuzz/crashes/shard-*
 	ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz_cli -max_total_time=$(FUZZ_TIME) -timeout=5 \
-	  -artifact_prefix=tests/fuzz/crashes/cli- build-fuzz/corpus-cli >/dev/null
+	  -artifact_prefix=tests/fuzz/crashes/cli- build-fuzz/corpus-cli >/dev/null 2>build-fuzz/fuzz_cli.log; grep -E "^#[0-9]+" build-fuzz/fuzz_cli.log | tail -1
 deps-fuzz:
 	@scripts/install-deps.sh --fuzz
 

@@ -28,6 +28,9 @@ void elu_forward(const float *x, float *y, int64_t n);
 /* dx = dy * elu'(x) (dx may alias dy) */
 void elu_backward(const float *x, const float *dy, float *dx, int64_t n);
 
+/* dx = dy * elu'(x), from y = elu(x) (in place allowed). */
+void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n);
+
 /* LayerNorm over rows of width C: y = gamma * xhat + beta; saves xhat and rstd. */
 void layernorm_forward(const float *x, const float *gamma, const float *beta, float eps, float *y,
                        float *xhat, float *rstd, int64_t N, int C);
@@ -37,8 +40,9 @@ void layernorm_backward(const float *dy, const float *xhat, const float *rstd,
                         int C);
 
 /* A chain of dense layers with elu after every layer but the last.
- * pre[i] (N x out_i) keeps each layer's output before the activation and
- * act[i] the activation of hidden layers (the next layer's input). */
+ * act[i] (N x out_i) keeps the activation of hidden layers (the next layer's
+ * input; backward takes elu' from it) and pre[last] the chain's output; the
+ * other pre[i] are not used. */
 void mlp_forward(const mlp_t *m, const float *in, float **pre, float **act, int64_t N);
 /* Backward through the chain; din (N x in) gets the input gradient added
  * (accumulate) or written. scratch: two buffers of N x max hidden width. */

@@ -20,6 +20,8 @@ typedef struct {
     double step_s, forward_s, backward_s, optimizer_s, data_wait_s, read_s;
     double allreduce_s, allreduce_exposed_s;
     double peak_rss_mib;
+    double activation_mib; /* the activation arena (largest batch so far) */
+    double kind_s[8]; /* training forward + backward time by kind of work (prof.h order) */
 } rank_figures;
 
 typedef struct {

@@ -462,6 +462,9 @@ int dataset_probe_main(int argc, char **argv)
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* a crash here is expected and reported by the parent */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* no free-list caching: memory HDF5 frees goes back to malloc at once, where
+     * a use after free meets MALLOC_PERTURB_'s pattern (or the sanitizer) */
+    H5set_free_list_limits(0, 0, 0, 0, 0, 0);
     if (failpoint("probe-crash", 0, 0)) raise(SIGSEGV);
     shard_t sh;
     memset(&sh, 0, sizeof sh);
@@ -527,7 +530,15 @@ static int probe_shard(const shard_t *sh, int rank)
     char *args[] = {exe, "__probe-shard", (char *)sh->path, ev, el, NULL};
     pid_t pid;
     extern char **environ;
-    int err = posix_spawn(&pid, exe, NULL, NULL, args, environ);
+    int n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **envp = malloc(sizeof(char *) * (n_env + 2));
+    if (!envp) return -1;
+    memcpy(envp, environ, sizeof(char *) * n_env);
+    envp[n_env] = "MALLOC_PERTURB_=165"; /* freed memory is overwritten: stale reads show */
+    envp[n_env + 1] = NULL;
+    int err = posix_spawn(&pid, exe, NULL, NULL, args, envp);
+    free(envp);
     if (err != 0) {
         mlpf_errorf("rank %d: cannot start the shard probe %s: %s", rank, exe, strerror(err));
         return -1;

@@ -4,13 +4,17 @@
 #include <math.h>
 #include <string.h>
 
+#include "prof.h"
+
 void gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (M == 0 || N == 0) return;
+    int prev = prof_switch(PROF_GEMM);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha, A,
                 (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+    prof_switch(prev);
 }
 
 void dense_forward(const dense_t *d, const float *in, float *out, int64_t N)
@@ -27,7 +31,9 @@ void dense_backward(const dense_t *d, dense_t *g, const float *in, const float *
     const int nin = d->in, O = d->out;
     if (N == 0) return;
     gemm(1, 0, nin, O, N, 1.0f, in, nin, dout, O, 1.0f, g->W, O);
+    int prev = prof_switch(PROF_GEMM);
     cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)N, O, 1.0f, dout, O, ones, 1, 1.0f, g->b, 1);
+    prof_switch(prev);
     if (din) gemm(0, 1, N, nin, O, 1.0f, dout, O, d->W, O, accumulate ? 1.0f : 0.0f, din, nin);
 }
 
@@ -61,6 +67,13 @@ void elu_backward(const float *x, const float *dy, float *dx, int64_t n)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * expf(x[i]);
+}
+
+void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n)
+{
+    /* elu'(x) = 1 for x > 0, exp(x) = elu(x) + 1 otherwise */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
 }
 
 void layernorm_forward(const float *x, const float *gamma, const float *beta, float eps, float *y,
@@ -120,10 +133,12 @@ void mlp_forward(const mlp_t *m, const float *in, float **pre, float **act, int6
 {
     const float *x = in;
     for (int i = 0; i < m->n_layers; i++) {
-        dense_forward(&m->layer[i], x, pre[i], N);
-        if (i + 1 < m->n_layers) {
-            elu_forward(pre[i], act[i], N * m->layer[i].out);
+        if (i + 1 < m->n_layers) { /* hidden: only the activation is kept */
+            dense_forward(&m->layer[i], x, act[i], N);
+            elu_forward(act[i], act[i], N * m->layer[i].out);
             x = act[i];
+        } else {
+            dense_forward(&m->layer[i], x, pre[i], N);
         }
     }
 }
@@ -140,7 +155,7 @@ void mlp_backward(const mlp_t *m, mlp_t *g, const float *in, float *const *pre,
         if (i > 0) {
             float *dx = buf[i & 1];
             dense_backward(&m->layer[i], &g->layer[i], x, d, dx, 0, N, ones);
-            elu_backward(pre[i - 1], dx, dx, N * m->layer[i - 1].out);
+            elu_backward_from_output(act[i - 1], dx, dx, N * m->layer[i - 1].out);
             d = dx;
         } else {
             dense_backward(&m->layer[i], &g->layer[i], x, d, din, accumulate, N, ones);

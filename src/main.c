@@ -9,6 +9,8 @@ int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_allreduce_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_gemm_bench(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
 
 static void usage(FILE *out)
 {
@@ -23,6 +25,8 @@ static void usage(FILE *out)
             "  train     train the model on a dataset and report loss, accuracy and speed\n"
             "  allreduce-bench  time and check the gradient all-reduce alone (under mpirun)\n"
             "  info      the node's topology and the binding plan of the ranks\n"
+            "  infer     time forward passes only (inference speed)\n"
+            "  gemm-bench  the BLAS matrix-product rate at the model's shapes\n"
             "\n"
             "'mlpfbench <command> --help' describes a command's options.\n");
 }
@@ -43,6 +47,8 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "generate")) cmd = cmd_generate;
     else if (!strcmp(argv[1], "allreduce-bench")) cmd = cmd_allreduce_bench;
     else if (!strcmp(argv[1], "info")) cmd = cmd_info;
+    else if (!strcmp(argv[1], "infer")) cmd = cmd_infer;
+    else if (!strcmp(argv[1], "gemm-bench")) cmd = cmd_gemm_bench;
     if (!cmd) {
         fprintf(stderr, "mlpfbench: unknown command '%s'\n\n", argv[1]);
         usage(stderr);

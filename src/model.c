@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "prof.h"
 
 const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
                                         "eta", "sin_phi", "cos_phi", "energy"};
@@ -27,7 +28,6 @@ typedef struct {
     float *Fhet; /* N x width: x wh */
     float *Fhom; /* N x width: degree-normalised message */
     float *Gp;   /* N x width: gate pre-activation x wt + bt (gate G = sigmoid(Gp)) */
-    float *D;    /* n_bins x S x S: kernel distances */
     float *nrm;  /* n_bins x S: degree normalisation n_i (0 on padding) */
     int *perm;   /* n_bins x S: row of each bin slot, -1 for padding */
     int *hash;   /* N: LSH bucket of each row */
@@ -51,10 +51,13 @@ struct act_arena {
     float *pre[N_HEADS][MLPF_MAX_HEAD_LAYERS], *act[N_HEADS][MLPF_MAX_HEAD_LAYERS];
     float *dout[N_HEADS]; /* loss gradient w.r.t. each head's output */
     /* backward scratch */
-    float *dzi, *dzr, *s1, *s2, *s3, *s4, *sd, *sh, *dup, *dv, *m0, *m1, *ones;
+    float *dzi, *dzr, *s1, *ones;
+    /* one region, two uses: the heads' backward (dup, dv, m0, m1), then the
+     * graph layers' (s2 = dFhom, sd, sh; sh is also forward scratch) */
+    float *dup, *dv, *m0, *m1, *s2, *sd, *sh;
     /* per-bin scratch */
-    float *bV, *bY, *bA, *bdA, *bdn;
-    double *bd64, *bg64, *bo64, *br64, *bc64; /* distance work in float64 */
+    float *bV, *bY, *bA, *bdA, *bdn, *bD;
+    double *bd64, *bg64, *bo64, *br64, *bc64, *bq64; /* distance work in float64 */
 };
 
 static const mlp_t *head_params(const mlpf_tensors *t, int h)
@@ -95,7 +98,6 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
         F(g->Fhet, N * W);
         F(g->Fhom, N * W);
         F(g->Gp, N * W);
-        F(g->D, NB * S * S);
         F(g->nrm, NB * S);
         TAKE(g->perm, NB * S, int);
         TAKE(g->hash, N, int);
@@ -110,34 +112,39 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     for (int h = 0; h < N_HEADS; h++) {
         const mlp_t *m = head_params(P, h);
         for (int i = 0; i < m->n_layers; i++) {
-            F(A->pre[h][i], N * m->layer[i].out);
             if (i + 1 < m->n_layers) F(A->act[h][i], N * m->layer[i].out);
+            else F(A->pre[h][i], N * m->layer[i].out);
         }
         F(A->dout[h], N * m->layer[m->n_layers - 1].out);
     }
     F(A->dzi, N * W);
     F(A->dzr, N * W);
     F(A->s1, N * (W > Dh ? W : Dh)); /* also ffn_dist's gradient, N x dist_hidden */
-    F(A->s2, N * W);
-    F(A->s3, N * W);
-    F(A->s4, N * W);
-    F(A->sd, N * Dd);
-    F(A->sh, N * Dh);
+    F(A->ones, N);
+    size_t region = off, heads_end, graph_end;
     F(A->dup, N * (W + nc));
     F(A->dv, N * 2 * (W + nc));
     F(A->m0, N * Hh);
     F(A->m1, N * Hh);
-    F(A->ones, N);
+    heads_end = off;
+    off = region;
+    F(A->s2, N * W);
+    F(A->sd, N * Dd);
+    F(A->sh, N * Dh);
+    graph_end = off;
+    off = heads_end > graph_end ? heads_end : graph_end;
     TAKE(A->bd64, S * Dd, double);
     TAKE(A->bg64, S * S, double);
     TAKE(A->bo64, S * Dd, double);
     TAKE(A->br64, S, double);
     TAKE(A->bc64, S, double);
+    TAKE(A->bq64, S, double);
     F(A->bV, S * W);
     F(A->bY, S * W);
     F(A->bA, S * S);
     F(A->bdA, S * S);
     F(A->bdn, S);
+    F(A->bD, S * S);
 #undef F
 #undef TAKE
     return off;
@@ -285,6 +292,14 @@ static void gather_d64(const int *rows, int S, const float *xd, int Dd, double *
         for (int k = 0; k < Dd; k++) bd[i * Dd + k] = rows[i] < 0 ? 0.0 : xd[(size_t)rows[i] * Dd + k];
 }
 
+static void dgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
+                  const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc)
+{
+    int prev = prof_switch(PROF_GEMM);
+    cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    prof_switch(prev);
+}
+
 /* LSH: bucket of each row of one event, then a stable counting sort into bins. */
 static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, int64_t n,
                       int *perm, int *hash, int64_t nb)
@@ -294,6 +309,7 @@ static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, i
     const int Dd = c->dist_dim, K = c->max_num_bins / 2, S = c->bin_size;
     const int k = mlpf_lsh_k(c, (int)nb);
     float *P = A->lsh_proj;
+    int prev = prof_switch(PROF_BINNING);
     gemm(0, 0, n, k, Dd, 1.0f, xd + r0 * Dd, Dd, layer_lsh(m, L), K, 0.0f, P, k);
     int counts[2 * 64 + 1];
     int n_buckets = 2 * k;
@@ -315,6 +331,7 @@ static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, i
     for (int64_t i = 0; i < n; i++) perm[cnt[hash[r0 + i]]++] = (int)(r0 + i);
     for (int64_t i = n; i < nb * S; i++) perm[i] = -1;
     free(heap);
+    prof_switch(prev);
 }
 
 /* Kernel matrix and message passing inside one bin (forward). */
@@ -325,15 +342,16 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
     const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
     const float mult = c->dist_mult;
     const int *rows = g->perm + B * S;
-    float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
+    float *nrm = g->nrm + B * S;
     double *bd = A->bd64, *gram = A->bg64, *sqn = A->br64;
+    int prev = prof_switch(PROF_KERNEL);
     gather_d64(rows, S, g->xd, Dd, bd);
     for (int i = 0; i < S; i++) {
         double s = 0.0;
         for (int k = 0; k < Dd; k++) s += bd[i * Dd + k] * bd[i * Dd + k];
         sqn[i] = s;
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, gram, S);
+    dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, gram, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double deg = 0.0;
@@ -343,7 +361,6 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
             float d = (float)sqrt(fmax(sq, 1e-6));
             float a = fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
             if (rows[i] < 0 || rows[j] < 0) a = 0.0f;
-            D[i * S + j] = d;
             A->bA[i * S + j] = a;
             deg += a;
         }
@@ -356,6 +373,7 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
         float *dst = g->Fhom + (size_t)rows[i] * W;
         for (int k = 0; k < W; k++) dst[k] = nrm[i] * A->bY[i * W + k];
     }
+    prof_switch(prev);
 }
 
 /* The gate G = sigmoid(p) and its complement 1 - G, each computed without
@@ -407,8 +425,10 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
     const float mult = c->dist_mult, dmin = (float)sqrt(1e-6); /* D of a clamped pair */
     const int *rows = g->perm + B * S;
-    const float *D = g->D + B * S * S, *nrm = g->nrm + B * S;
-    float *bA = A->bA, *bdA = A->bdA;
+    const float *nrm = g->nrm + B * S;
+    float *bA = A->bA, *bdA = A->bdA, *D = A->bD;
+    double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *cs = A->bc64, *sqn = A->bq64;
+    int prev = prof_switch(PROF_KERNEL);
     /* V = n H (bV), dY = n dFhom (bY); dn_i = sum_c dFhom_ic Fhom_ic / n_i */
     gather_rows(rows, S, g->H, W, nrm, A->bV);
     gather_rows(rows, S, dFhom, W, nrm, A->bY);
@@ -421,22 +441,34 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
         }
         A->bdn[i] = (float)s;
     }
+    /* the kernel distances and A again, as bin_forward made them (the same
+     * float64 products, so the same bits): recomputing them is cheaper in
+     * memory than keeping n_bins x S x S per layer */
+    gather_d64(rows, S, g->xd, Dd, bd);
+    for (int i = 0; i < S; i++) {
+        double q = 0.0;
+        for (int k = 0; k < Dd; k++) q += bd[i * Dd + k] * bd[i * Dd + k];
+        sqn[i] = q;
+    }
+    dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, dsq, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++)
-        for (int j = 0; j < S; j++)
-            bA[i * S + j] = (rows[i] < 0 || rows[j] < 0)
-                                ? 0.0f
-                                : fminf(fmaxf(expf(-mult * D[i * S + j]), 0.0f), 1.0f);
+        for (int j = 0; j < S; j++) {
+            double sq = i == j ? 0.0 : sqn[i] - 2.0 * dsq[i * S + j] + sqn[j];
+            float d = (float)sqrt(fmax(sq, 1e-6));
+            D[i * S + j] = d;
+            bA[i * S + j] = (rows[i] < 0 || rows[j] < 0) ? 0.0f : fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
+        }
     gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
     gemm(1, 0, S, W, S, 1.0f, bA, S, A->bY, W, 0.0f, A->bV, W);   /* dV = A^T dY */
     for (int j = 0; j < S; j++) {
         if (rows[j] < 0) continue;
         const float *dv = A->bV + (size_t)j * W, *h = g->H + (size_t)rows[j] * W;
-        float *dh = dH + (size_t)rows[j] * W;
+        float *dh = dH + (size_t)rows[j] * W; /* may be H itself: read h[k] first */
         double s = 0.0;
         for (int k = 0; k < W; k++) {
-            dh[k] = nrm[j] * dv[k];
             s += (double)dv[k] * h[k];
+            dh[k] = nrm[j] * dv[k];
         }
         A->bdn[j] += (float)s;
     }
@@ -453,8 +485,6 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     }
     /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2, in float64 (see gather_d64):
      * dd_i = 2 d_i (sum_j dsq_ij + sum_j dsq_ji) - 2 (dsq d)_i - 2 (dsq^T d)_i */
-    double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *cs = A->bc64;
-    gather_d64(rows, S, g->xd, Dd, bd);
     for (int j = 0; j < S; j++) cs[j] = 0.0;
     for (int i = 0; i < S; i++) {
         double r = 0.0;
@@ -466,14 +496,15 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
         }
         rs[i] = r;
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 0.0, out, Dd);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 1.0, out, Dd);
+    dgemm(CblasNoTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 0.0, out, Dd);
+    dgemm(CblasTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 1.0, out, Dd);
     for (int i = 0; i < S; i++) {
         if (rows[i] < 0) continue;
         double f = 2.0 * (rs[i] + cs[i]);
         float *dst = dxd + (size_t)rows[i] * Dd;
         for (int k = 0; k < Dd; k++) dst[k] = (float)(out[i * Dd + k] + f * bd[i * Dd + k]);
     }
+    prof_switch(prev);
 }
 
 /* dz holds dL/dz_next on entry and dL/dx on return (z_next = x + CG(x)). */
@@ -484,7 +515,9 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
     act_arena *A = m->acts;
     graph_acts *g = &A->gl[L];
     const int64_t N = b->n_rows, W = c->width;
-    float *dGp = A->s1, *dFhom = A->s2, *dFhet = A->s3, *dH = A->s4;
+    /* in place where the forward value is not needed again: dGp over Gp,
+     * dFhet over Fhet, dH over H (bin_backward) */
+    float *dGp = g->Gp, *dFhom = A->s2, *dFhet = g->Fhet, *dH = g->H;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N * W; i++) {
         float gt, gc, fh = g->Fhom[i], ft = g->Fhet[i];
@@ -534,6 +567,7 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
     const float *pt = A->pre[HEAD_PT][m->P.ffn_pt.n_layers - 1];
     double s_cls = 0, s_ch = 0, s_pt = 0, s_eta = 0, s_sin = 0, s_cos = 0, s_e = 0;
     int64_t correct = 0;
+    int prev = prof_switch(PROF_LOSS);
 #pragma omp parallel for schedule(static) reduction(+ : s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e, correct)
     for (int64_t i = 0; i < N; i++) {
         const float *X = b->X + i * BATCH_X_COLS, *y = b->y + i * BATCH_Y_COLS, *l = logits + i * nc;
@@ -578,6 +612,7 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
     }
     rep->n_rows = N;
     rep->n_correct = correct;
+    prof_switch(prev);
 }
 
 /* ---------------------------------------------------------------- model */
@@ -607,6 +642,7 @@ int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_rep
         return -1;
     }
     m->acts->n_rows = b->n_rows;
+    int prev = prof_switch(PROF_ELEMENTWISE);
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;
@@ -647,6 +683,7 @@ int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_rep
     mlp_forward(&m->P.ffn_e, A->v, A->pre[HEAD_E], A->act[HEAD_E], N);
     mlp_forward(&m->P.ffn_pt, A->v, A->pre[HEAD_PT], A->act[HEAD_PT], N);
     loss_forward(m, b, n_global, rep);
+    prof_switch(prev);
     return 0;
 }
 
@@ -665,6 +702,7 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;
     const int nc = c->n_classes, Wu = (int)W + nc, Wv = 2 * Wu;
+    int prev = prof_switch(PROF_ELEMENTWISE);
     /* Gradients are finished from the end of the buffer to its start (heads
      * in reverse order, LayerNorm, the reg stack, the id stack, the encoder),
      * and each finished stretch is reported so its all-reduce can start. */
@@ -712,4 +750,5 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     dense_backward(&m->P.enc0, &m->G.enc0, A->e, A->s1, NULL, 0, N, A->ones);
     READY(m->grads);
 #undef READY
+    prof_switch(prev);
 }

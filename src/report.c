@@ -1,5 +1,7 @@
 #include "report.h"
 
+#include "prof.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <hdf5.h>
@@ -96,6 +98,13 @@ static json_t *rank_json(const rank_figures *r)
     json_object_set_new(o, "data_read_bytes", json_integer(r->bytes_read));
     json_object_set_new(o, "optimizer_time", json_real(r->optimizer_s));
     json_object_set_new(o, "peak_memory_mib", json_real(r->peak_rss_mib));
+    json_object_set_new(o, "activation_mib", json_real(r->activation_mib));
+    json_t *k = json_object();
+    for (int i = 1; i < PROF_N; i++) json_object_set_new(k, PROF_NAMES[i], json_real(r->kind_s[i]));
+    json_object_set_new(k, "optimizer", json_real(r->optimizer_s));
+    json_object_set_new(k, "data_wait", json_real(r->data_wait_s));
+    json_object_set_new(k, "allreduce_exposed", json_real(r->allreduce_exposed_s));
+    json_object_set_new(o, "time_by_kind", k);
     return o;
 }
 

@@ -24,6 +24,7 @@
 #include "guard.h"
 #include "loader.h"
 #include "model.h"
+#include "prof.h"
 #include "mpictx.h"
 #include "optim.h"
 #include "report.h"
@@ -217,6 +218,8 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
         model_zero_grad(m);
         grad_allreduce_begin(ar);
     }
+    double k0[PROF_N], k1[PROF_N];
+    prof_get(k0);
     if (b->n_rows > 0) {
         double t0 = mlpf_now();
         if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
@@ -234,6 +237,9 @@ static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, lo
             timeline_span("backward", TL_MAIN, t1, t2);
         }
     }
+    prof_get(k1);
+    if (ar)
+        for (int k = 1; k < PROF_N; k++) fig.kind_s[k] += k1[k] - k0[k];
     if (ar) {
         double t0 = mlpf_now();
         guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
@@ -635,6 +641,7 @@ int cmd_train(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     fig.peak_rss_mib = ru.ru_maxrss / 1024.0;
+    fig.activation_mib = model_activation_bytes(&m) / 1048576.0;
     summary.ranks = root ? calloc(g_mpi.size, sizeof(rank_figures)) : NULL;
     MPI_Gather(&fig, (int)sizeof fig, MPI_BYTE, summary.ranks, (int)sizeof fig, MPI_BYTE, 0, g_mpi.comm);
     if (root) {
@@ -642,6 +649,10 @@ int cmd_train(int argc, char **argv)
                "%.2f s, waited %.2f s for data; activations %.0f MiB\n",
                step, events_done, elapsed, events_done / elapsed, ls.bytes / 1048576.0, ls.read_s,
                ls.wait_s, model_activation_bytes(&m) / 1048576.0);
+        printf("time by kind of work (rank 0, training steps):");
+        for (int k = 1; k < PROF_N; k++) printf(" %s %.2f s,", PROF_NAMES[k], fig.kind_s[k]);
+        printf(" optimizer %.2f s, data wait %.2f s, all-reduce exposed %.2f s; step time %.2f s\n",
+               fig.optimizer_s, fig.data_wait_s, fig.allreduce_exposed_s, fig.step_s);
         if (g_mpi.size > 1 && as.steps > 0)
             printf("gradient all-reduce (rank 0): %lld steps x %lld buckets of %g MiB, %.3f s per "
                    "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n",

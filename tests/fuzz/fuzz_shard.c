@@ -2,8 +2,12 @@
  * 16-byte header (events, elements: int64, what the manifest claims) and the
  * shard bytes. A manifest with the file's true size and CRC-32 is written, so
  * the bytes reach HDF5 and our format, shape, offset and value checks (the CRC
- * check alone would refuse almost every mutated input). Every outcome but a
- * crash or a hang is fine: refusals are expected. */
+ * check alone would refuse almost every mutated input). dataset_open first
+ * runs the probe process (MLPF_PROBE_EXE, set by make fuzz to the sanitizer
+ * build of mlpfbench); what crashes HDF5 there is refused. A crash here is an
+ * input that passes the probe and still breaks the reader. Every outcome but a
+ * crash or a hang is fine: refusals are expected. HDF5 is closed after each
+ * input, so each starts from a fresh library state, as a new run would. */
 #include <jansson.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -63,5 +67,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(ids);
         dataset_close(&ds);
     }
+    H5close();
     return 0;
 }

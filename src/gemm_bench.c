@@ -1,0 +1,124 @@
+/* mlpfbench gemm-bench: the machine's fp32 matrix-product rate through the
+ * BLAS at the model's shapes, the limit that make bench compares training to. */
+#include <cblas.h>
+#include <jansson.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "config.h"
+#include "mpictx.h"
+
+double model_flops_per_element(const mlpf_config *c);
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mlpfbench gemm-bench [options]\n"
+            "\n"
+            "Times cblas_sgemm (row-major, no transposes) at the model's shapes, M x N x K:\n"
+            "  dense   rows x width x width     (the dense layers: theta, wh, gate, encoder)\n"
+            "  gram    bin x bin x dist_dim     (the kernel distances of one bin)\n"
+            "  message bin x width x bin        (A (n H) inside one bin)\n"
+            "and prints GFLOP/s of each (best of repeated runs) and the rate of the model's\n"
+            "mix of them, weighted by the spec's cost model: the limit training is held to.\n"
+            "\n"
+            "options:\n"
+            "  --preset NAME   shapes of this preset (default hepscore22)\n"
+            "  --rows N        rows of the dense shape (default 5000, one event)\n"
+            "  --threads T     BLAS threads (default: all cores)\n"
+            "  --seconds S     time per shape (default 2)\n"
+            "  --json FILE     also write the figures as JSON\n"
+            "  -h, --help      this help\n");
+}
+
+static double rate(int M, int N, int K, double seconds)
+{
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N),
+          *C = malloc(sizeof(float) * M * N);
+    if (!A || !B || !C) mlpf_fatal("gemm-bench: out of memory for %d x %d x %d", M, N, K);
+    for (long i = 0; i < (long)M * K; i++) A[i] = (float)((i % 13) - 6) * 0.01f;
+    for (long i = 0; i < (long)K * N; i++) B[i] = (float)((i % 7) - 3) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    double best = 0.0, t_end = mlpf_now() + seconds;
+    while (mlpf_now() < t_end) {
+        double t0 = mlpf_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        double r = 2.0 * M * N * K / (mlpf_now() - t0);
+        if (r > best) best = r;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return best;
+}
+
+int cmd_gemm_bench(int argc, char **argv)
+{
+    const char *preset = "hepscore22", *json = NULL;
+    long long rows = 5000, threads = 0;
+    double seconds = 2.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            if (g_mpi.rank == 0) usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--preset")) {
+            mlpf_config tmp;
+            if (!v || mlpf_config_preset(v, &tmp) != 0) {
+                fprintf(stderr, "mlpfbench: --preset must be one of %s, got '%s'\n",
+                        mlpf_config_preset_names(), v ? v : "(nothing)");
+                return 2;
+            }
+            preset = v;
+        } else if (!strcmp(a, "--rows")) rc = cli_int(a, v, 1, 1 << 22, &rows);
+        else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
+        else if (!strcmp(a, "--seconds")) rc = cli_double(a, v, 0.01, 3600, &seconds);
+        else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);
+        else {
+            fprintf(stderr, "mlpfbench: unknown option '%s' (see mlpfbench gemm-bench --help)\n", a);
+            return 2;
+        }
+        if (rc != 0) return 2;
+        i++;
+    }
+    mlpf_config c;
+    mlpf_config_preset(preset, &c);
+    if (threads > 0) openblas_set_num_threads((int)threads);
+    int nt = openblas_get_num_threads();
+    const int W = c.width, S = c.bin_size, Dd = c.dist_dim;
+    double r_dense = rate((int)rows, W, W, seconds);
+    double r_gram = rate(S, S, Dd, seconds);
+    double r_msg = rate(S, W, S, seconds);
+    /* the model's FLOPs per element by shape class (spec cost model) */
+    const double layers = c.n_graph_id + c.n_graph_reg, total = model_flops_per_element(&c);
+    const double f_gram = layers * 2.0 * S * Dd / total, f_msg = layers * 2.0 * S * W / total;
+    const double f_dense = 1.0 - f_gram - f_msg;
+    double mix = 1.0 / (f_dense / r_dense + f_gram / r_gram + f_msg / r_msg);
+    if (g_mpi.rank == 0) {
+        printf("gemm-bench: %s shapes, %d BLAS thread(s), best of %.1f s each\n", preset, nt, seconds);
+        printf("  dense   %5lld x %4d x %4d  %8.1f GFLOP/s  (%4.1f%% of the model's FLOPs)\n", rows, W, W, r_dense / 1e9, 100 * f_dense);
+        printf("  gram    %5d x %4d x %4d  %8.1f GFLOP/s  (%4.1f%%)\n", S, S, Dd, r_gram / 1e9, 100 * f_gram);
+        printf("  message %5d x %4d x %4d  %8.1f GFLOP/s  (%4.1f%%)\n", S, W, S, r_msg / 1e9, 100 * f_msg);
+        printf("  model mix (the limit)        %8.1f GFLOP/s\n", mix / 1e9);
+    }
+    if (json && g_mpi.rank == 0) {
+        json_t *o = json_pack("{s:s, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "preset", preset,
+                              "threads", nt, "rows", (json_int_t)rows, "dense_flops", r_dense,
+                              "gram_flops", r_gram, "message_flops", r_msg, "mix_flops", mix,
+                              "dense_share", f_dense, "gram_share", f_gram, "message_share", f_msg);
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", json);
+        int bad = !o || json_dump_file(o, tmp, JSON_INDENT(1)) != 0 || rename(tmp, json) != 0;
+        json_decref(o);
+        if (bad) {
+            fprintf(stderr, "mlpfbench: cannot write %s\n", json);
+            return 1;
+        }
+    }
+    return 0;
+}
