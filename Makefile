@@ -10,7 +10,14 @@
 
 CC       ?= gcc
 BUILD    ?= build
-PKGS     := openblas hdf5-openmpi hwloc check ompi-c jansson zlib
+PKGS     := hdf5-openmpi hwloc check ompi-c jansson zlib
+# OpenBLAS built with OpenMP (Debian's libopenblas-openmp-dev): its threads are
+# the same OpenMP pool as our loops. With the pthreads build, its threads and
+# OpenMP's spinning workers share the cores and training runs 1.8x slower
+# (docs/benchmarks.md). Linked by path with an rpath, so the system-wide
+# libopenblas.so.0 alternative (pthreads by default) does not matter.
+BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O3 -march=native
 # Warnings are errors in CI (CI=true) and whenever WERROR=1.
 ifneq ($(filter true 1,$(CI) $(WERROR)),)
@@ -50,13 +57,14 @@ help:
 .PHONY: check-pkgs
 check-pkgs:
 	@missing=""; for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
+	[ -f $(BLAS_DIR)/libopenblas.so ] && [ -f $(BLAS_INC)/cblas.h ] || missing="$$missing openblas-openmp"; \
 	if [ -n "$$missing" ]; then \
 	  echo "error: pkg-config cannot find:$$missing" >&2; \
 	  echo "       run scripts/install-deps.sh (or 'make run' / 'make test', which do)" >&2; exit 1; fi
 
 ifneq ($(MAKECMDGOALS),clean)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS := -I$(BLAS_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 endif
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile

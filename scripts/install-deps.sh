@@ -7,7 +7,7 @@
 set -euo pipefail
 
 pkgs=(gcc make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libhwloc-dev hwloc check libsubunit-dev libopenblas-dev libjansson-dev zlib1g-dev)
+      libhwloc-dev hwloc check libsubunit-dev libopenblas-openmp-dev libjansson-dev zlib1g-dev)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib)
 elif [[ "${1:-}" == "--fuzz" ]]; then
