@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "prof.h"
+#include "vmath.h"
 
 void gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
@@ -37,6 +38,9 @@ void dense_backward(const dense_t *d, dense_t *g, const float *in, const float *
     if (din) gemm(0, 1, N, nin, O, 1.0f, dout, O, d->W, O, accumulate ? 1.0f : 0.0f, din, nin);
 }
 
+/* element-wise loops: chunks over the threads, SIMD inside a chunk */
+enum { CHUNK = 4096 };
+
 static const float INV_SQRT2 = 0.70710678118654752f;
 static const float INV_SQRT_2PI = 0.39894228040143268f;
 
@@ -52,7 +56,7 @@ void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float cdf = 0.5f * erfcf(-v * INV_SQRT2); /* 1 + erf would cancel for v << 0 */
-        float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        float pdf = INV_SQRT_2PI * vm_exp(-0.5f * v * v);
         dx[i] = dy[i] * (cdf + v * pdf);
     }
 }
@@ -60,20 +64,32 @@ void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
 void elu_forward(const float *x, float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : expm1f(x[i]);
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t end = c + CHUNK < n ? c + CHUNK : n;
+#pragma omp simd
+        for (int64_t i = c; i < end; i++) y[i] = x[i] > 0.0f ? x[i] : vm_expm1(x[i]);
+    }
 }
 
 void elu_backward(const float *x, const float *dy, float *dx, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * expf(x[i]);
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t end = c + CHUNK < n ? c + CHUNK : n;
+#pragma omp simd
+        for (int64_t i = c; i < end; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * vm_exp(x[i]);
+    }
 }
 
 void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n)
 {
     /* elu'(x) = 1 for x > 0, exp(x) = elu(x) + 1 otherwise */
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t end = c + CHUNK < n ? c + CHUNK : n;
+#pragma omp simd
+        for (int64_t i = c; i < end; i++) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
+    }
 }
 
 void layernorm_forward(const float *x, const float *gamma, const float *beta, float eps, float *y,

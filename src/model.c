@@ -14,6 +14,7 @@
 
 #include "layers.h"
 #include "prof.h"
+#include "vmath.h"
 
 const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
                                         "eta", "sin_phi", "cos_phi", "energy"};
@@ -355,12 +356,13 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double deg = 0.0;
+#pragma omp simd reduction(+ : deg)
         for (int j = 0; j < S; j++) {
             /* the diagonal is exactly 0 (self-loop) */
             double sq = i == j ? 0.0 : sqn[i] - 2.0 * gram[i * S + j] + sqn[j];
-            float d = (float)sqrt(fmax(sq, 1e-6));
-            float a = fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
-            if (rows[i] < 0 || rows[j] < 0) a = 0.0f;
+            float d = (float)sqrt(sq > 1e-6 ? sq : 1e-6);
+            float a = vm_clamp01(vm_exp(-mult * d));
+            if ((rows[i] | rows[j]) < 0) a = 0.0f; /* padding */
             A->bA[i * S + j] = a;
             deg += a;
         }
@@ -380,7 +382,7 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
  * cancellation: for a saturated gate, 1 - G in float32 would keep no digits. */
 static inline void gate_values(float p, float *g, float *gc)
 {
-    float e = expf(-fabsf(p)), big = 1.0f / (1.0f + e), small = e / (1.0f + e);
+    float e = vm_exp(-fabsf(p)), big = 1.0f / (1.0f + e), small = e / (1.0f + e);
     *g = p >= 0.0f ? big : small;
     *gc = p >= 0.0f ? small : big;
 }
@@ -408,11 +410,17 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
         for (int64_t bi = 0; bi < nb; bi++) bin_forward(m, g, B0 + bi);
     }
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N * W; i++) {
-        float gt, gc;
-        gate_values(g->Gp[i], &gt, &gc);
-        float z = gt * g->Fhom[i] + gc * g->Fhet[i];
-        z_next[i] = x[i] + (z > 0.0f ? z : expm1f(z));
+    for (int64_t r = 0; r < N; r++) { /* rows in parallel, each row's values in SIMD lanes */
+        const float *restrict gp = g->Gp + r * W, *restrict fh = g->Fhom + r * W,
+                              *restrict ft = g->Fhet + r * W, *restrict xr = x + r * W;
+        float *restrict zn = z_next + r * W;
+#pragma omp simd
+        for (int64_t k = 0; k < W; k++) {
+            float gt, gc;
+            gate_values(gp[k], &gt, &gc);
+            float z = gt * fh[k] + gc * ft[k];
+            zn[k] = xr[k] + (z > 0.0f ? z : vm_expm1(z));
+        }
     }
 }
 
@@ -453,11 +461,12 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, dsq, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++)
+#pragma omp simd
         for (int j = 0; j < S; j++) {
             double sq = i == j ? 0.0 : sqn[i] - 2.0 * dsq[i * S + j] + sqn[j];
-            float d = (float)sqrt(fmax(sq, 1e-6));
+            float d = (float)sqrt(sq > 1e-6 ? sq : 1e-6);
             D[i * S + j] = d;
-            bA[i * S + j] = (rows[i] < 0 || rows[j] < 0) ? 0.0f : fminf(fmaxf(expf(-mult * d), 0.0f), 1.0f);
+            bA[i * S + j] = (rows[i] | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d));
         }
     gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
     gemm(1, 0, S, W, S, 1.0f, bA, S, A->bY, W, 0.0f, A->bV, W);   /* dV = A^T dY */
@@ -477,6 +486,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         float ddeg = -0.5f * nrm[i] * nrm[i] * nrm[i] * A->bdn[i];
+#pragma omp simd
         for (int j = 0; j < S; j++) {
             float d = D[i * S + j];
             float da = bdA[i * S + j] + ddeg;
@@ -517,16 +527,22 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
     const int64_t N = b->n_rows, W = c->width;
     /* in place where the forward value is not needed again: dGp over Gp,
      * dFhet over Fhet, dH over H (bin_backward) */
-    float *dGp = g->Gp, *dFhom = A->s2, *dFhet = g->Fhet, *dH = g->H;
+    float *dGp = g->Gp, *dFhom = A->s2, *dFhet = g->Fhet, *dH = g->H; /* dGp, dFhet: below */
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N * W; i++) {
-        float gt, gc, fh = g->Fhom[i], ft = g->Fhet[i];
-        gate_values(g->Gp[i], &gt, &gc);
-        float z = gt * fh + gc * ft;
-        float dzz = z > 0.0f ? dz[i] : dz[i] * expf(z);
-        dGp[i] = dzz * (fh - ft) * gt * gc;
-        dFhom[i] = dzz * gt;
-        dFhet[i] = dzz * gc;
+    for (int64_t r = 0; r < N; r++) {
+        float *gpre = g->Gp + r * W, *fhet = g->Fhet + r * W; /* overwritten by dGp, dFhet */
+        const float *restrict fhom = g->Fhom + r * W, *restrict dzr = dz + r * W;
+        float *restrict dfh = dFhom + r * W;
+#pragma omp simd
+        for (int64_t k = 0; k < W; k++) {
+            float gt, gc, fh = fhom[k], ft = fhet[k];
+            gate_values(gpre[k], &gt, &gc);
+            float z = gt * fh + gc * ft;
+            float dzz = z > 0.0f ? dzr[k] : dzr[k] * vm_exp(z);
+            gpre[k] = dzz * (fh - ft) * gt * gc;
+            dfh[k] = dzz * gt;
+            fhet[k] = dzz * gc;
+        }
     }
     dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
     dense_t ggate = {.W = gp->wt, .b = gp->bt, .in = (int)W, .out = (int)W};
