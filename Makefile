@@ -5,6 +5,8 @@
 #                (unit tests, CLI tests, PyTorch parity, then the unit tests under ASan+UBSan)
 #   make         build only (needs the packages already installed)
 #   make sanitize  build with ASan + UBSan and run the unit tests and the MPI checks
+#   make bench   the CPU benchmark table (scripts/bench.sh), appended to docs/benchmarks.md
+#   make fuzz    the shard reader and option parser under libFuzzer (FUZZ_TIME s each)
 #
 # Dependencies are found with pkg-config; scripts/install-deps.sh installs them.
 
@@ -48,7 +50,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
 .NOTPARALLEL:
 
-.PHONY: fuzz deps-fuzz all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
+.PHONY: bench fuzz deps-fuzz all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -115,6 +117,11 @@ else
   GEN_ARGS ?= --train-events 24 --valid-events 8 --shards 4
 endif
 RUN_ARGS ?=
+# The CPU benchmark (issue 9): BLAS limit, training, PyTorch, inference, 1 vs
+# 2 ranks; prints the table and appends it to docs/benchmarks.md.
+bench: deps-test build
+	scripts/bench.sh
+
 run: deps
 	@$(MAKE) --no-print-directory build
 	@test -f $(DATA)/manifest.json || $(BUILD)/mlpfbench generate --out $(DATA) $(GEN_ARGS)

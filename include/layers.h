@@ -39,15 +39,29 @@ void layernorm_backward(const float *dy, const float *xhat, const float *rstd,
                         const float *gamma, float *dx, float *dgamma, float *dbeta, int64_t N,
                         int C);
 
+/* The input of a chain as column blocks: row i of the input is
+ * [x[0] row i | x[1] row i | ...], each block x[k] of width w[k] (its own
+ * leading dimension), never copied side by side. Backward adds the input
+ * gradient of block k to dx[k] (N x w[k]) unless dx[k] is NULL (a
+ * stop-gradient block). */
+typedef struct {
+    int n;
+    const float *x[4];
+    int w[4];
+    float *dx[4];
+} mlp_input;
+
 /* A chain of dense layers with elu after every layer but the last.
  * act[i] (N x out_i) keeps the activation of hidden layers (the next layer's
  * input; backward takes elu' from it) and pre[last] the chain's output; the
- * other pre[i] are not used. */
-void mlp_forward(const mlp_t *m, const float *in, float **pre, float **act, int64_t N);
-/* Backward through the chain; din (N x in) gets the input gradient added
- * (accumulate) or written. scratch: two buffers of N x max hidden width. */
-void mlp_backward(const mlp_t *m, mlp_t *g, const float *in, float *const *pre,
-                  float *const *act, const float *dout, float *din, int accumulate, int64_t N,
-                  float *scratch0, float *scratch1, const float *ones);
+ * other pre[i] are not used. The first layer is a sum of one product per
+ * input block. */
+void mlp_forward(const mlp_t *m, const mlp_input *in, float **pre, float **act, int64_t N);
+/* Backward through the chain from dout (N x out_last); accumulates the
+ * parameter gradients and the input blocks' gradients (see mlp_input).
+ * scratch: two buffers of N x max hidden width. */
+void mlp_backward(const mlp_t *m, mlp_t *g, const mlp_input *in, float *const *pre,
+                  float *const *act, const float *dout, int64_t N, float *scratch0,
+                  float *scratch1, const float *ones);
 
 #endif

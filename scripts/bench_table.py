@@ -31,8 +31,6 @@ def load(path):
 def train_figures(out, name):
     s = load(os.path.join(out, name, "mlpf_summary.json"))
     st = s["report"]["wl-stats"]
-    if s["report"].get("log") not in (None, "ok") and "scores" not in s["report"].get("log", "ok"):
-        pass
     ranks = st["per_rank"]
     r0 = ranks[0]
     per_el = st["flops_per_event"] * r0["events"] / r0["elements"]  # training FLOPs per element

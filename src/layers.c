@@ -145,36 +145,56 @@ void layernorm_backward(const float *dy, const float *xhat, const float *rstd,
     }
 }
 
-void mlp_forward(const mlp_t *m, const float *in, float **pre, float **act, int64_t N)
+/* out = b + sum_k x_k W[rows of block k] */
+static void dense_forward_blocks(const dense_t *d, const mlp_input *in, float *out, int64_t N)
 {
-    const float *x = in;
-    for (int i = 0; i < m->n_layers; i++) {
-        if (i + 1 < m->n_layers) { /* hidden: only the activation is kept */
-            dense_forward(&m->layer[i], x, act[i], N);
-            elu_forward(act[i], act[i], N * m->layer[i].out);
-            x = act[i];
-        } else {
-            dense_forward(&m->layer[i], x, pre[i], N);
-        }
+    const int O = d->out;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) memcpy(out + i * O, d->b, sizeof(float) * O);
+    int off = 0;
+    for (int k = 0; k < in->n; k++) {
+        gemm(0, 0, N, O, in->w[k], 1.0f, in->x[k], in->w[k], d->W + (size_t)off * O, O, 1.0f, out, O);
+        off += in->w[k];
     }
 }
 
-void mlp_backward(const mlp_t *m, mlp_t *g, const float *in, float *const *pre,
-                  float *const *act, const float *dout, float *din, int accumulate, int64_t N,
-                  float *scratch0, float *scratch1, const float *ones)
+void mlp_forward(const mlp_t *m, const mlp_input *in, float **pre, float **act, int64_t N)
 {
+    for (int i = 0; i < m->n_layers; i++) {
+        float *out = i + 1 < m->n_layers ? act[i] : pre[i]; /* hidden: only the activation is kept */
+        if (i == 0) dense_forward_blocks(&m->layer[0], in, out, N);
+        else dense_forward(&m->layer[i], act[i - 1], out, N);
+        if (i + 1 < m->n_layers) elu_forward(out, out, N * m->layer[i].out);
+    }
+}
+
+void mlp_backward(const mlp_t *m, mlp_t *g, const mlp_input *in, float *const *pre,
+                  float *const *act, const float *dout, int64_t N, float *scratch0,
+                  float *scratch1, const float *ones)
+{
+    (void)pre;
     /* d holds the gradient of the current layer's pre-activation output. */
     const float *d = dout;
     float *buf[2] = {scratch0, scratch1};
-    for (int i = m->n_layers - 1; i >= 0; i--) {
-        const float *x = i > 0 ? act[i - 1] : in;
-        if (i > 0) {
-            float *dx = buf[i & 1];
-            dense_backward(&m->layer[i], &g->layer[i], x, d, dx, 0, N, ones);
-            elu_backward_from_output(act[i - 1], dx, dx, N * m->layer[i - 1].out);
-            d = dx;
-        } else {
-            dense_backward(&m->layer[i], &g->layer[i], x, d, din, accumulate, N, ones);
-        }
+    for (int i = m->n_layers - 1; i > 0; i--) {
+        float *dx = buf[i & 1];
+        dense_backward(&m->layer[i], &g->layer[i], act[i - 1], d, dx, 0, N, ones);
+        elu_backward_from_output(act[i - 1], dx, dx, N * m->layer[i - 1].out);
+        d = dx;
+    }
+    /* the first layer, block by block */
+    const dense_t *l0 = &m->layer[0];
+    dense_t *g0 = &g->layer[0];
+    const int O = l0->out;
+    if (N == 0) return;
+    int prev = prof_switch(PROF_GEMM);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)N, O, 1.0f, d, O, ones, 1, 1.0f, g0->b, 1);
+    prof_switch(prev);
+    int off = 0;
+    for (int k = 0; k < in->n; k++) {
+        const int w = in->w[k];
+        gemm(1, 0, w, O, N, 1.0f, in->x[k], w, d, O, 1.0f, g0->W + (size_t)off * O, O);
+        if (in->dx[k]) gemm(0, 1, N, w, O, 1.0f, d, O, l0->W + (size_t)off * O, O, 1.0f, in->dx[k], w);
+        off += w;
     }
 }

@@ -47,15 +47,15 @@ struct act_arena {
     graph_acts gl[2 * MLPF_MAX_GRAPH];
     float *lsh_proj; /* N x max_num_bins/2 */
     /* heads */
-    float *u, *xhat, *rstd, *uprime, *v;
+    float *u, *xhat, *rstd; /* the heads read u' = [u | logits] and v = [u' | z_reg | logits] as blocks */
     float *sg_logits; /* N x n_classes: the logits fed, as constants, into u' and v */
     float *pre[N_HEADS][MLPF_MAX_HEAD_LAYERS], *act[N_HEADS][MLPF_MAX_HEAD_LAYERS];
     float *dout[N_HEADS]; /* loss gradient w.r.t. each head's output */
     /* backward scratch */
     float *dzi, *dzr, *s1, *ones;
-    /* one region, two uses: the heads' backward (dup, dv, m0, m1), then the
-     * graph layers' (s2 = dFhom, sd, sh; sh is also forward scratch) */
-    float *dup, *dv, *m0, *m1, *s2, *sd, *sh;
+    /* one region, two uses: the heads' backward (m0, m1), then the graph
+     * layers' (s2 = dFhom, sd, sh; sh is also forward scratch) */
+    float *m0, *m1, *s2, *sd, *sh;
     /* per-bin scratch */
     float *bV, *bY, *bA, *bdA, *bdn, *bD;
     double *bd64, *bg64, *bo64, *br64, *bc64, *bq64; /* distance work in float64 */
@@ -108,8 +108,6 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     F(A->xhat, N * W);
     F(A->rstd, N);
     F(A->sg_logits, N * nc);
-    F(A->uprime, N * (W + nc));
-    F(A->v, N * 2 * (W + nc));
     for (int h = 0; h < N_HEADS; h++) {
         const mlp_t *m = head_params(P, h);
         for (int i = 0; i < m->n_layers; i++) {
@@ -123,8 +121,6 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     F(A->s1, N * (W > Dh ? W : Dh)); /* also ffn_dist's gradient, N x dist_hidden */
     F(A->ones, N);
     size_t region = off, heads_end, graph_end;
-    F(A->dup, N * (W + nc));
-    F(A->dv, N * 2 * (W + nc));
     F(A->m0, N * Hh);
     F(A->m1, N * Hh);
     heads_end = off;
@@ -633,21 +629,6 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
 
 /* ---------------------------------------------------------------- model */
 
-/* Copy column blocks side by side: dst (N x total) = [src0 | src1 | ...]. */
-static void concat_cols(float *dst, int64_t N, int n, const float *const *src, const int *w)
-{
-    int total = 0;
-    for (int k = 0; k < n; k++) total += w[k];
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-        int off = 0;
-        for (int k = 0; k < n; k++) {
-            memcpy(dst + i * total + off, src[k] + i * w[k], sizeof(float) * w[k]);
-            off += w[k];
-        }
-    }
-}
-
 int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
 {
     void *before = m->acts->fmem;
@@ -683,33 +664,30 @@ int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_rep
     /* output decoding */
     layernorm_forward(A->z_id[c->n_graph_id], m->P.ln_gamma, m->P.ln_beta, c->ln_eps, A->u,
                       A->xhat, A->rstd, N, (int)W);
-    mlp_forward(&m->P.ffn_id, A->u, A->pre[HEAD_ID], A->act[HEAD_ID], N);
-    mlp_forward(&m->P.ffn_ch, A->u, A->pre[HEAD_CH], A->act[HEAD_CH], N);
     const float *logits = A->sg_logits;
+    const float *zr = A->z_reg[c->n_graph_reg];
+    const mlp_input in_u = {.n = 1, .x = {A->u}, .w = {(int)W}};
+    mlp_forward(&m->P.ffn_id, &in_u, A->pre[HEAD_ID], A->act[HEAD_ID], N);
+    mlp_forward(&m->P.ffn_ch, &in_u, A->pre[HEAD_CH], A->act[HEAD_CH], N);
     if (!m->freeze_discrete)
         memcpy(A->sg_logits, A->pre[HEAD_ID][m->P.ffn_id.n_layers - 1], sizeof(float) * N * nc);
-    const float *up_src[2] = {A->u, logits};
-    const int up_w[2] = {(int)W, nc};
-    concat_cols(A->uprime, N, 2, up_src, up_w);
-    mlp_forward(&m->P.ffn_eta, A->uprime, A->pre[HEAD_ETA], A->act[HEAD_ETA], N);
-    mlp_forward(&m->P.ffn_phi, A->uprime, A->pre[HEAD_PHI], A->act[HEAD_PHI], N);
-    const float *v_src[3] = {A->uprime, A->z_reg[c->n_graph_reg], logits};
-    const int v_w[3] = {(int)W + nc, (int)W, nc};
-    concat_cols(A->v, N, 3, v_src, v_w);
-    mlp_forward(&m->P.ffn_e, A->v, A->pre[HEAD_E], A->act[HEAD_E], N);
-    mlp_forward(&m->P.ffn_pt, A->v, A->pre[HEAD_PT], A->act[HEAD_PT], N);
+    const mlp_input in_up = {.n = 2, .x = {A->u, logits}, .w = {(int)W, nc}};
+    mlp_forward(&m->P.ffn_eta, &in_up, A->pre[HEAD_ETA], A->act[HEAD_ETA], N);
+    mlp_forward(&m->P.ffn_phi, &in_up, A->pre[HEAD_PHI], A->act[HEAD_PHI], N);
+    const mlp_input in_v = {.n = 4, .x = {A->u, logits, zr, logits}, .w = {(int)W, nc, (int)W, nc}};
+    mlp_forward(&m->P.ffn_e, &in_v, A->pre[HEAD_E], A->act[HEAD_E], N);
+    mlp_forward(&m->P.ffn_pt, &in_v, A->pre[HEAD_PT], A->act[HEAD_PT], N);
     loss_forward(m, b, n_global, rep);
     prof_switch(prev);
     return 0;
 }
 
-static void head_backward(mlpf_model *m, int h, const float *in, float *din, int accumulate,
-                          int64_t N)
+static void head_backward(mlpf_model *m, int h, const mlp_input *in, int64_t N)
 {
     act_arena *A = m->acts;
     mlp_t *gm = (mlp_t *)head_params(&m->G, h);
-    mlp_backward(head_params(&m->P, h), gm, in, A->pre[h], A->act[h], A->dout[h], din,
-                 accumulate, N, A->m0, A->m1, A->ones);
+    mlp_backward(head_params(&m->P, h), gm, in, A->pre[h], A->act[h], A->dout[h], N, A->m0, A->m1,
+                 A->ones);
 }
 
 void model_backward(mlpf_model *m, const mlpf_batch *b)
@@ -717,32 +695,34 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;
-    const int nc = c->n_classes, Wu = (int)W + nc, Wv = 2 * Wu;
+    const int nc = c->n_classes;
     int prev = prof_switch(PROF_ELEMENTWISE);
     /* Gradients are finished from the end of the buffer to its start (heads
      * in reverse order, LayerNorm, the reg stack, the id stack, the encoder),
      * and each finished stretch is reported so its all-reduce can start. */
 #define READY(tensor) \
     do { if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, (size_t)((tensor) - m->grads)); } while (0)
-    /* heads; the logits inside u' and v are stop-gradients */
-    head_backward(m, HEAD_PT, A->v, A->dv, 0, N);
-    READY(m->G.ffn_pt.layer[0].W);
-    head_backward(m, HEAD_E, A->v, A->dv, 1, N);
-    READY(m->G.ffn_e.layer[0].W);
-    head_backward(m, HEAD_PHI, A->uprime, A->dup, 0, N);
-    READY(m->G.ffn_phi.layer[0].W);
-    head_backward(m, HEAD_ETA, A->uprime, A->dup, 1, N);
-    READY(m->G.ffn_eta.layer[0].W);
+    /* heads, adding their input gradients straight into du and dz_reg; the
+     * logits inside u' and v are stop-gradients */
     float *du = A->s1;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++)
-        for (int64_t k = 0; k < W; k++) {
-            du[i * W + k] = A->dup[i * Wu + k] + A->dv[i * Wv + k];
-            A->dzr[i * W + k] = A->dv[i * Wv + Wu + k];
-        }
-    head_backward(m, HEAD_CH, A->u, du, 1, N);
+    memset(du, 0, sizeof(float) * N * W);
+    memset(A->dzr, 0, sizeof(float) * N * W);
+    const float *logits = A->sg_logits, *zr = A->z_reg[c->n_graph_reg];
+    const mlp_input in_v = {.n = 4, .x = {A->u, logits, zr, logits}, .w = {(int)W, nc, (int)W, nc},
+                            .dx = {du, NULL, A->dzr, NULL}};
+    const mlp_input in_up = {.n = 2, .x = {A->u, logits}, .w = {(int)W, nc}, .dx = {du, NULL}};
+    const mlp_input in_u = {.n = 1, .x = {A->u}, .w = {(int)W}, .dx = {du}};
+    head_backward(m, HEAD_PT, &in_v, N);
+    READY(m->G.ffn_pt.layer[0].W);
+    head_backward(m, HEAD_E, &in_v, N);
+    READY(m->G.ffn_e.layer[0].W);
+    head_backward(m, HEAD_PHI, &in_up, N);
+    READY(m->G.ffn_phi.layer[0].W);
+    head_backward(m, HEAD_ETA, &in_up, N);
+    READY(m->G.ffn_eta.layer[0].W);
+    head_backward(m, HEAD_CH, &in_u, N);
     READY(m->G.ffn_ch.layer[0].W);
-    head_backward(m, HEAD_ID, A->u, du, 1, N);
+    head_backward(m, HEAD_ID, &in_u, N);
     READY(m->G.ffn_id.layer[0].W);
     layernorm_backward(du, A->xhat, A->rstd, m->P.ln_gamma, A->dzi, m->G.ln_gamma, m->G.ln_beta,
                        N, (int)W);
