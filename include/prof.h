@@ -8,11 +8,12 @@
 
 enum {
     PROF_NONE,
-    PROF_GEMM,       /* matrix products (sgemm, dgemm, gemv) */
+    PROF_GEMM,       /* float32 matrix products (sgemm, sgemv) */
     PROF_BINNING,    /* LSH buckets and the sort into bins */
     PROF_KERNEL,     /* kernel matrix: distances, exp, degrees, gathers into bins */
     PROF_ELEMENTWISE,/* activations, gates, layer norm, bias, concatenation */
     PROF_LOSS,       /* loss terms and their gradients */
+    PROF_GEMM64,     /* the kernel distances' float64 products (dgemm) */
     PROF_N
 };
 extern const char *const PROF_NAMES[PROF_N];

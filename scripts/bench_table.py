@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 
-KINDS = ["matrix_products", "binning", "kernel_matrix", "elementwise", "loss", "optimizer",
+KINDS = ["matrix_products", "distance_products_fp64", "binning", "kernel_matrix", "elementwise", "loss", "optimizer",
          "data_wait", "allreduce_exposed"]
 
 

@@ -292,7 +292,7 @@ static void gather_d64(const int *rows, int S, const float *xd, int Dd, double *
 static void dgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
                   const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc)
 {
-    int prev = prof_switch(PROF_GEMM);
+    int prev = prof_switch(PROF_GEMM64);
     cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     prof_switch(prev);
 }
@@ -352,14 +352,17 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double deg = 0.0;
+        float *restrict arow = A->bA + (size_t)i * S;
+        const double *restrict grow = gram + (size_t)i * S;
+        const double sqi = sqn[i];
+        const int ri = rows[i];
 #pragma omp simd reduction(+ : deg)
         for (int j = 0; j < S; j++) {
             /* the diagonal is exactly 0 (self-loop) */
-            double sq = i == j ? 0.0 : sqn[i] - 2.0 * gram[i * S + j] + sqn[j];
+            double sq = i == j ? 0.0 : sqi - 2.0 * grow[j] + sqn[j];
             float d = (float)sqrt(sq > 1e-6 ? sq : 1e-6);
-            float a = vm_clamp01(vm_exp(-mult * d));
-            if ((rows[i] | rows[j]) < 0) a = 0.0f; /* padding */
-            A->bA[i * S + j] = a;
+            float a = (ri | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d)); /* 0: padding */
+            arow[j] = a;
             deg += a;
         }
         nrm[i] = rows[i] < 0 ? 0.0f : (float)(1.0 / sqrt(deg + 1e-6));
@@ -456,14 +459,19 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     }
     dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, dsq, S);
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < S; i++)
+    for (int i = 0; i < S; i++) {
+        float *restrict drow = D + (size_t)i * S, *restrict arow = bA + (size_t)i * S;
+        const double *restrict grow = dsq + (size_t)i * S;
+        const double sqi = sqn[i];
+        const int ri = rows[i];
 #pragma omp simd
         for (int j = 0; j < S; j++) {
-            double sq = i == j ? 0.0 : sqn[i] - 2.0 * dsq[i * S + j] + sqn[j];
+            double sq = i == j ? 0.0 : sqi - 2.0 * grow[j] + sqn[j];
             float d = (float)sqrt(sq > 1e-6 ? sq : 1e-6);
-            D[i * S + j] = d;
-            bA[i * S + j] = (rows[i] | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d));
+            drow[j] = d;
+            arow[j] = (ri | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d));
         }
+    }
     gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
     gemm(1, 0, S, W, S, 1.0f, bA, S, A->bY, W, 0.0f, A->bV, W);   /* dV = A^T dY */
     for (int j = 0; j < S; j++) {
@@ -482,11 +490,13 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         float ddeg = -0.5f * nrm[i] * nrm[i] * nrm[i] * A->bdn[i];
+        const float *restrict drow = D + (size_t)i * S, *restrict arow = bA + (size_t)i * S;
+        float *restrict darow = bdA + (size_t)i * S;
 #pragma omp simd
         for (int j = 0; j < S; j++) {
-            float d = D[i * S + j];
-            float da = bdA[i * S + j] + ddeg;
-            bdA[i * S + j] = d > dmin ? da * (-mult) * bA[i * S + j] / (2.0f * d) : 0.0f;
+            float d = drow[j];
+            float da = darow[j] + ddeg;
+            darow[j] = d > dmin ? da * (-mult) * arow[j] / (2.0f * d) : 0.0f;
         }
     }
     /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2, in float64 (see gather_d64):

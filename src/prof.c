@@ -5,7 +5,7 @@
 #include "clock.h"
 
 const char *const PROF_NAMES[PROF_N] = {"none", "matrix_products", "binning", "kernel_matrix",
-                                        "elementwise", "loss"};
+                                        "elementwise", "loss", "distance_products_fp64"};
 
 static double acc[PROF_N], last;
 static int cur = PROF_NONE;
