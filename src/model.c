@@ -58,7 +58,7 @@ struct act_arena {
     float *m0, *m1, *s2, *sd, *sh;
     /* per-bin scratch */
     float *bV, *bY, *bA, *bdA, *bdn, *bD;
-    double *bd64, *bg64, *bo64, *br64, *bc64, *bq64; /* distance work in float64 */
+    double *bd64, *bg64, *bo64, *br64, *bq64; /* distance work in float64 */
 };
 
 static const mlp_t *head_params(const mlpf_tensors *t, int h)
@@ -134,7 +134,6 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     TAKE(A->bg64, S * S, double);
     TAKE(A->bo64, S * Dd, double);
     TAKE(A->br64, S, double);
-    TAKE(A->bc64, S, double);
     TAKE(A->bq64, S, double);
     F(A->bV, S * W);
     F(A->bY, S * W);
@@ -434,7 +433,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     const int *rows = g->perm + B * S;
     const float *nrm = g->nrm + B * S;
     float *bA = A->bA, *bdA = A->bdA, *D = A->bD;
-    double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *cs = A->bc64, *sqn = A->bq64;
+    double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *sqn = A->bq64;
     int prev = prof_switch(PROF_KERNEL);
     /* V = n H (bV), dY = n dFhom (bY); dn_i = sum_c dFhom_ic Fhom_ic / n_i */
     gather_rows(rows, S, g->H, W, nrm, A->bV);
@@ -500,23 +499,22 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
         }
     }
     /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2, in float64 (see gather_d64):
-     * dd_i = 2 d_i (sum_j dsq_ij + sum_j dsq_ji) - 2 (dsq d)_i - 2 (dsq^T d)_i */
-    for (int j = 0; j < S; j++) cs[j] = 0.0;
+     * dd_i = 2 d_i (sum_j dsq_ij + sum_j dsq_ji) - 2 (dsq d)_i - 2 (dsq^T d)_i
+     *      = 2 d_i rowsum(M)_i - 2 (M d)_i with M = dsq + dsq^T: one product */
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double r = 0.0;
         for (int j = 0; j < S; j++) {
-            double v = bdA[i * S + j];
+            double v = (double)bdA[i * S + j] + (double)bdA[j * S + i];
             dsq[i * S + j] = v;
             r += v;
-            cs[j] += v;
         }
         rs[i] = r;
     }
     dgemm(CblasNoTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 0.0, out, Dd);
-    dgemm(CblasTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 1.0, out, Dd);
     for (int i = 0; i < S; i++) {
         if (rows[i] < 0) continue;
-        double f = 2.0 * (rs[i] + cs[i]);
+        double f = 2.0 * rs[i];
         float *dst = dxd + (size_t)rows[i] * Dd;
         for (int k = 0; k < Dd; k++) dst[k] = (float)(out[i * Dd + k] + f * bd[i * Dd + k]);
     }
