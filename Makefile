@@ -147,6 +147,7 @@ test-distributed:
 
 test-report:
 	tests/report.sh $(BUILD)
+	tests/bench_smoke.sh $(BUILD)
 
 test-srun:
 	tests/srun.sh $(BUILD)

@@ -9,7 +9,9 @@
 # Environment: BUILD (default build), BENCH_DATA (default data/bench: 24
 # training events of ~5,000 elements, generated on first use), BENCH_OUT
 # (default results/bench-<time>), BENCH_DOC (default docs/benchmarks.md; empty:
-# do not append), BENCH_STEPS (timed training steps at batch 1, default 6).
+# do not append), BENCH_STEPS (timed training steps at batch 1, default 6),
+# BENCH_PRESET (default hepscore22; tiny for a quick check of the pipeline),
+# BENCH_ELEMENTS (mean elements per generated event, default 5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build}
@@ -18,6 +20,8 @@ data=${BENCH_DATA:-data/bench}
 out=${BENCH_OUT:-results/bench-$(date +%Y%m%d-%H%M%S)}
 doc=${BENCH_DOC-docs/benchmarks.md}
 steps=${BENCH_STEPS:-6}
+preset=${BENCH_PRESET:-hepscore22}
+elements=${BENCH_ELEMENTS:-5000}
 threads=$(nproc)
 py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -25,16 +29,17 @@ mkdir -p "$out"
 log() { echo "bench: $*" >&2; }
 
 if [[ ! -f $data/manifest.json ]]; then
-    log "generating $data (24 + 2 events of ~5,000 elements)"
-    "$bin" generate --out "$data" --train-events 24 --valid-events 2 --shards 2 --seed 42 >/dev/null
+    log "generating $data (24 + 2 events of ~$elements elements)"
+    "$bin" generate --out "$data" --train-events 24 --valid-events 2 --shards 2 --seed 42 \
+        --elements "$elements" >/dev/null
 fi
 
 log "1/5 BLAS limit at the model's shapes ($threads threads)"
-"$bin" gemm-bench --threads "$threads" --json "$out/gemm.json" >&2
+"$bin" gemm-bench --preset "$preset" --threads "$threads" --json "$out/gemm.json" >&2
 
 log "2/5 mlpfbench training, batch 1 and 4"
 train() { # name batch steps ranks threads
-    mpirun --bind-to none -np "$4" "$bin" train --data "$data" --batch-size "$2" --max-steps "$3" --epochs 1 \
+    mpirun --bind-to none -np "$4" "$bin" train --preset "$preset" --data "$data" --batch-size "$2" --max-steps "$3" --epochs 1 \
         --threads "$5" --log-every 0 --results "$out/$1" >"$out/$1.log" 2>&1 \
         || { log "training $1 failed:"; tail -5 "$out/$1.log" >&2; exit 1; }
 }
@@ -42,14 +47,14 @@ train train-b1 1 "$steps" 1 "$threads"
 train train-b4 4 $(((steps + 3) / 4 + 1)) 1 "$threads"
 
 log "3/5 PyTorch, batch 1 and 4"
-"$py" scripts/torch_bench.py --data "$data" --batch-size 1 --threads "$threads" --steps "$steps" --warmup 1 \
+"$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size 1 --threads "$threads" --steps "$steps" --warmup 1 \
     --json "$out/torch-b1.json" >&2
-"$py" scripts/torch_bench.py --data "$data" --batch-size 4 --threads "$threads" --steps 2 --warmup 1 \
+"$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size 4 --threads "$threads" --steps 2 --warmup 1 \
     --json "$out/torch-b4.json" >&2
 
 log "4/5 inference, batch 1"
-"$bin" infer --data "$data" --batch-size 1 --steps "$steps" --warmup 1 --threads "$threads" --json "$out/infer.json" >&2
-"$py" scripts/torch_bench.py --data "$data" --batch-size 1 --threads "$threads" --steps "$steps" --warmup 1 \
+"$bin" infer --preset "$preset" --data "$data" --batch-size 1 --steps "$steps" --warmup 1 --threads "$threads" --json "$out/infer.json" >&2
+"$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size 1 --threads "$threads" --steps "$steps" --warmup 1 \
     --inference --json "$out/torch-infer.json" >&2
 
 log "5/5 1 vs 2 ranks, one core each, batch 1 per rank"

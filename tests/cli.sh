@@ -69,7 +69,9 @@ sweep_flags() { # command flag...
     ok "$cmd: every numeric flag refuses bad values with the flag named"
 }
 sweep_flags train --batch-size --epochs --max-steps --seed --threads --lr --bucket-mb --log-every \
-    --timeout --checkpoint-every
+    --timeout --data-timeout --collective-timeout --checkpoint-every
+sweep_flags infer --batch-size --steps --warmup --threads --seed
+sweep_flags gemm-bench --rows --threads --seconds
 sweep_flags generate --train-events --valid-events --shards --seed --elements
 sweep_flags allreduce-bench --min-bytes --max-bytes --factor --extra-floats --iters --bucket-mb
 sweep_flags info --ranks-per-node
