@@ -266,13 +266,15 @@ static const float *layer_lsh(const mlpf_model *m, int l)
 static void gather_rows(const int *rows, int S, const float *src, int C, const float *scale,
                         float *dst)
 {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
-        float *d = dst + (size_t)i * C;
+        float *restrict d = dst + (size_t)i * C;
         if (rows[i] < 0) {
             memset(d, 0, sizeof(float) * C);
         } else {
-            const float *s = src + (size_t)rows[i] * C;
+            const float *restrict s = src + (size_t)rows[i] * C;
             float f = scale ? scale[i] : 1.0f;
+#pragma omp simd
             for (int k = 0; k < C; k++) d[k] = f * s[k];
         }
     }
@@ -282,10 +284,20 @@ static void gather_rows(const int *rows, int S, const float *src, int C, const f
  * |d_i|^2 - 2 d_i.d_j + |d_j|^2 for pairs that the hashing made close, where
  * float32 would cancel most digits (and 1/(2D) amplifies what is left); the
  * distance products therefore run in float64 (dgemm), a small share of the work. */
-static void gather_d64(const int *rows, int S, const float *xd, int Dd, double *bd)
+static void gather_d64(const int *rows, int S, const float *xd, int Dd, double *bd, double *sqn)
 {
-    for (int i = 0; i < S; i++)
-        for (int k = 0; k < Dd; k++) bd[i * Dd + k] = rows[i] < 0 ? 0.0 : xd[(size_t)rows[i] * Dd + k];
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < S; i++) {
+        double *restrict d = bd + (size_t)i * Dd, q = 0.0;
+        if (rows[i] < 0) {
+            for (int k = 0; k < Dd; k++) d[k] = 0.0;
+        } else {
+            const float *restrict x = xd + (size_t)rows[i] * Dd;
+            for (int k = 0; k < Dd; k++) d[k] = x[k];
+        }
+        for (int k = 0; k < Dd; k++) q += d[k] * d[k];
+        sqn[i] = q; /* |d_i|^2 */
+    }
 }
 
 static void dgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
@@ -341,12 +353,7 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
     float *nrm = g->nrm + B * S;
     double *bd = A->bd64, *gram = A->bg64, *sqn = A->br64;
     int prev = prof_switch(PROF_KERNEL);
-    gather_d64(rows, S, g->xd, Dd, bd);
-    for (int i = 0; i < S; i++) {
-        double s = 0.0;
-        for (int k = 0; k < Dd; k++) s += bd[i * Dd + k] * bd[i * Dd + k];
-        sqn[i] = s;
-    }
+    gather_d64(rows, S, g->xd, Dd, bd, sqn);
     dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, gram, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
@@ -368,10 +375,13 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
     }
     gather_rows(rows, S, g->H, W, nrm, A->bV);
     gemm(0, 0, S, W, S, 1.0f, A->bA, S, A->bV, W, 0.0f, A->bY, W);
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         if (rows[i] < 0) continue;
-        float *dst = g->Fhom + (size_t)rows[i] * W;
-        for (int k = 0; k < W; k++) dst[k] = nrm[i] * A->bY[i * W + k];
+        float *restrict dst = g->Fhom + (size_t)rows[i] * W;
+        const float *restrict y = A->bY + (size_t)i * W;
+#pragma omp simd
+        for (int k = 0; k < W; k++) dst[k] = nrm[i] * y[k];
     }
     prof_switch(prev);
 }
@@ -438,10 +448,12 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     /* V = n H (bV), dY = n dFhom (bY); dn_i = sum_c dFhom_ic Fhom_ic / n_i */
     gather_rows(rows, S, g->H, W, nrm, A->bV);
     gather_rows(rows, S, dFhom, W, nrm, A->bY);
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double s = 0.0;
         if (rows[i] >= 0) {
-            const float *df = dFhom + (size_t)rows[i] * W, *f = g->Fhom + (size_t)rows[i] * W;
+            const float *restrict df = dFhom + (size_t)rows[i] * W, *restrict f = g->Fhom + (size_t)rows[i] * W;
+#pragma omp simd reduction(+ : s)
             for (int k = 0; k < W; k++) s += (double)df[k] * f[k];
             s /= nrm[i];
         }
@@ -450,12 +462,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     /* the kernel distances and A again, as bin_forward made them (the same
      * float64 products, so the same bits): recomputing them is cheaper in
      * memory than keeping n_bins x S x S per layer */
-    gather_d64(rows, S, g->xd, Dd, bd);
-    for (int i = 0; i < S; i++) {
-        double q = 0.0;
-        for (int k = 0; k < Dd; k++) q += bd[i * Dd + k] * bd[i * Dd + k];
-        sqn[i] = q;
-    }
+    gather_d64(rows, S, g->xd, Dd, bd, sqn);
     dgemm(CblasNoTrans, CblasTrans, S, S, Dd, 1.0, bd, Dd, bd, Dd, 0.0, dsq, S);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
@@ -473,11 +480,13 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     }
     gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
     gemm(1, 0, S, W, S, 1.0f, bA, S, A->bY, W, 0.0f, A->bV, W);   /* dV = A^T dY */
+#pragma omp parallel for schedule(static)
     for (int j = 0; j < S; j++) {
         if (rows[j] < 0) continue;
         const float *dv = A->bV + (size_t)j * W, *h = g->H + (size_t)rows[j] * W;
         float *dh = dH + (size_t)rows[j] * W; /* may be H itself: read h[k] first */
         double s = 0.0;
+#pragma omp simd reduction(+ : s)
         for (int k = 0; k < W; k++) {
             s += (double)dv[k] * h[k];
             dh[k] = nrm[j] * dv[k];
@@ -512,6 +521,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
         rs[i] = r;
     }
     dgemm(CblasNoTrans, CblasNoTrans, S, Dd, S, -2.0, dsq, S, bd, Dd, 0.0, out, Dd);
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         if (rows[i] < 0) continue;
         double f = 2.0 * rs[i];
