@@ -12,4 +12,7 @@ int cli_double(const char *flag, const char *text, double lo, double hi, double 
 /* A non-empty value (a path); `what` says what is expected, e.g. "a directory". */
 int cli_path(const char *flag, const char *text, const char *what, const char **out);
 
+/* A model preset name (config.h). */
+int cli_preset(const char *flag, const char *text, const char **out);
+
 #endif

@@ -58,7 +58,10 @@ log "4/5 inference, batch 1"
     --inference --json "$out/torch-infer.json" >&2
 
 log "5/5 1 vs 2 ranks, one core each, batch 1 per rank"
+# 1 rank before and after the 2-rank run: a machine whose speed drifts (a
+# shared VM) then biases the efficiency less
 train ranks-1 1 4 1 1
 train ranks-2 1 4 2 1
+train ranks-1b 1 4 1 1
 
 "$py" scripts/bench_table.py "$out" --command "make bench" ${doc:+--append "$doc"}

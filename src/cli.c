@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 int cli_int(const char *flag, const char *text, long long lo, long long hi, long long *out)
 {
     char *end = NULL;
@@ -41,6 +43,18 @@ int cli_path(const char *flag, const char *text, const char *what, const char **
 {
     if (!text || !*text) {
         fprintf(stderr, "mlpfbench: %s needs %s\n", flag, what);
+        return -1;
+    }
+    *out = text;
+    return 0;
+}
+
+int cli_preset(const char *flag, const char *text, const char **out)
+{
+    mlpf_config tmp;
+    if (!text || mlpf_config_preset(text, &tmp) != 0) {
+        fprintf(stderr, "mlpfbench: %s must be one of %s, got '%s'\n", flag, mlpf_config_preset_names(),
+                text ? text : "(nothing)");
         return -1;
     }
     *out = text;

@@ -67,15 +67,8 @@ int cmd_gemm_bench(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             if (g_mpi.rank == 0) usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--preset")) {
-            mlpf_config tmp;
-            if (!v || mlpf_config_preset(v, &tmp) != 0) {
-                fprintf(stderr, "mlpfbench: --preset must be one of %s, got '%s'\n",
-                        mlpf_config_preset_names(), v ? v : "(nothing)");
-                return 2;
-            }
-            preset = v;
-        } else if (!strcmp(a, "--rows")) rc = cli_int(a, v, 1, 1 << 22, &rows);
+        } else if (!strcmp(a, "--preset")) rc = cli_preset(a, v, &preset);
+        else if (!strcmp(a, "--rows")) rc = cli_int(a, v, 1, 1 << 22, &rows);
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--seconds")) rc = cli_double(a, v, 0.01, 3600, &seconds);
         else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);

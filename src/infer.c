@@ -50,15 +50,8 @@ int cmd_infer(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             if (g_mpi.rank == 0) usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--preset")) {
-            mlpf_config tmp;
-            if (!v || mlpf_config_preset(v, &tmp) != 0) {
-                fprintf(stderr, "mlpfbench: --preset must be one of %s, got '%s'\n",
-                        mlpf_config_preset_names(), v ? v : "(nothing)");
-                return 2;
-            }
-            preset = v;
-        } else if (!strcmp(a, "--data")) rc = cli_path(a, v, "a directory", &data);
+        } else if (!strcmp(a, "--preset")) rc = cli_preset(a, v, &preset);
+        else if (!strcmp(a, "--data")) rc = cli_path(a, v, "a directory", &data);
         else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 4096, &B);
         else if (!strcmp(a, "--steps")) rc = cli_int(a, v, 1, 1 << 30, &steps);
         else if (!strcmp(a, "--warmup")) rc = cli_int(a, v, 0, 1 << 30, &warmup);

@@ -105,13 +105,7 @@ static int parse(int argc, char **argv, train_opts *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (!strcmp(a, "--preset")) {
-            mlpf_config tmp;
-            if (!v || mlpf_config_preset(v, &tmp) != 0) {
-                fprintf(stderr, "mlpfbench: --preset must be one of %s, got '%s'\n",
-                        mlpf_config_preset_names(), v ? v : "(nothing)");
-                return -1;
-            }
-            o->preset = v;
+            rc = cli_preset(a, v, &o->preset);
         } else if (!strcmp(a, "--data")) {
             rc = cli_path(a, v, "a directory", &o->data);
         } else if (!strcmp(a, "--bind")) {
