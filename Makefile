@@ -34,11 +34,21 @@ CPPFLAGS += -Iinclude
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -fno-trapping-math $(WFLAGS) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 
+# The CUDA side (include/gpu.h, cuda/): built whenever nvcc is found (in PATH
+# or CUDA_HOME), for sm_80 and sm_90, as $(BUILD)/libmlpf_cuda.so next to
+# mlpfbench, which loads it only when a GPU function is called (src/gpu.c):
+# the CPU commands never pay for loading cuBLAS. Without nvcc there is no such
+# library and the GPU functions say so.
+CUDA_HOME ?= /usr/local/cuda
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+GPU_SO   := $(if $(NVCC),$(BUILD)/libmlpf_cuda.so)
+
 # Files whose floating point must be bit-identical on every machine
 # (initialisation and event generation): no fused multiply-add contraction.
 PORTABLE := src/rng.c src/params.c src/generator.c
 
-LIB_SRC  := src/prof.c src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
+LIB_SRC  := src/gpu.c src/prof.c src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
             src/batch.c src/generator.c src/h5util.c src/cli.c
 APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/gemm_bench.c src/infer.c src/info.c
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
@@ -53,7 +63,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 .PHONY: bench fuzz deps-fuzz all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
 
 all: build
-build: check-pkgs $(BUILD)/mlpfbench $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
+build: check-pkgs $(BUILD)/mlpfbench $(GPU_SO) $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
 
 help:
 	@sed -n '2,10p' Makefile
@@ -67,6 +77,7 @@ check-pkgs:
 	  echo "error: pkg-config cannot find:$$missing" >&2; \
 	  echo "       run scripts/install-deps.sh (or 'make run' / 'make test', which do)" >&2; exit 1; fi
 
+
 ifneq ($(MAKECMDGOALS),clean)
 PKG_CFLAGS := -I$(BLAS_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -75,6 +86,11 @@ endif
 $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
+
+$(BUILD)/libmlpf_cuda.so: $(wildcard cuda/*.cu) $(wildcard include/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCH) -shared -Xcompiler -fPIC -Iinclude $(wildcard cuda/*.cu) -o $@ \
+	  -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 -lcublas -lcudart
 
 # The git commit goes into the report; the header changes only when it does.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "config.h"
+#include "gpu.h"
 #include "mpictx.h"
 
 double model_flops_per_element(const mlpf_config *c);
@@ -31,6 +32,8 @@ static void usage(FILE *out)
             "  --rows N        rows of the dense shape (default 5000, one event)\n"
             "  --threads T     BLAS threads (default: all cores)\n"
             "  --seconds S     time per shape (default 2)\n"
+            "  --device cpu|cuda  the BLAS on the CPU (default) or cuBLAS on GPU 0\n"
+            "  --precision P   on cuda: fp32, tf32 (default) or bf16 (fp32 accumulation)\n"
             "  --json FILE     also write the figures as JSON\n"
             "  -h, --help      this help\n");
 }
@@ -56,9 +59,34 @@ static double rate(int M, int N, int K, double seconds)
     return best;
 }
 
+/* cuBLAS at the same shapes on GPU 0 (the limit issue 7's training is held to). */
+static int gpu_bench(const mlpf_config *c, int rows, const char *precision, double seconds)
+{
+    char err[512];
+    gpu_info gi;
+    if (gpu_device_count(err, sizeof err) < 0 || gpu_describe(0, &gi, err, sizeof err) != 0) {
+        fprintf(stderr, "mlpfbench: gemm-bench --device cuda: %s\n", err);
+        return 1;
+    }
+    const int W = c->width, S = c->bin_size, Dd = c->dist_dim;
+    const int shape[3][3] = {{rows, W, W}, {S, S, Dd}, {S, W, S}};
+    const char *name[3] = {"dense", "gram", "message"};
+    printf("gemm-bench: cuBLAS on %s (sm_%d%d, %.0f MiB), %s, best of %.1f s each\n", gi.name,
+           gi.cc_major, gi.cc_minor, gi.total_mib, precision, seconds);
+    for (int k = 0; k < 3; k++) {
+        double r = gpu_gemm_rate(0, precision, shape[k][0], shape[k][1], shape[k][2], seconds, err, sizeof err);
+        if (r < 0) {
+            fprintf(stderr, "mlpfbench: gemm-bench --device cuda: %s\n", err);
+            return 1;
+        }
+        printf("  %-7s %5d x %4d x %4d  %8.1f TFLOP/s\n", name[k], shape[k][0], shape[k][1], shape[k][2], r / 1e12);
+    }
+    return 0;
+}
+
 int cmd_gemm_bench(int argc, char **argv)
 {
-    const char *preset = "hepscore22", *json = NULL;
+    const char *preset = "hepscore22", *json = NULL, *device = "cpu", *precision = "tf32";
     long long rows = 5000, threads = 0;
     double seconds = 2.0;
     for (int i = 1; i < argc; i++) {
@@ -72,6 +100,14 @@ int cmd_gemm_bench(int argc, char **argv)
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--seconds")) rc = cli_double(a, v, 0.01, 3600, &seconds);
         else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);
+        else if (!strcmp(a, "--device") && v && (!strcmp(v, "cpu") || !strcmp(v, "cuda"))) device = v;
+        else if (!strcmp(a, "--precision") && v && (!strcmp(v, "fp32") || !strcmp(v, "tf32") || !strcmp(v, "bf16")))
+            precision = v;
+        else if (!strcmp(a, "--device") || !strcmp(a, "--precision")) {
+            fprintf(stderr, "mlpfbench: %s must be %s, got '%s'\n", a,
+                    !strcmp(a, "--device") ? "cpu or cuda" : "fp32, tf32 or bf16", v ? v : "(nothing)");
+            return 2;
+        }
         else {
             fprintf(stderr, "mlpfbench: unknown option '%s' (see mlpfbench gemm-bench --help)\n", a);
             return 2;
@@ -81,6 +117,7 @@ int cmd_gemm_bench(int argc, char **argv)
     }
     mlpf_config c;
     mlpf_config_preset(preset, &c);
+    if (!strcmp(device, "cuda")) return gpu_bench(&c, (int)rows, precision, seconds);
     if (threads > 0) openblas_set_num_threads((int)threads);
     int nt = openblas_get_num_threads();
     const int W = c.width, S = c.bin_size, Dd = c.dist_dim;

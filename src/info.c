@@ -4,6 +4,7 @@
 
 #include "binding.h"
 #include "cli.h"
+#include "gpu.h"
 #include "mpictx.h"
 
 int cmd_info(int argc, char **argv)
@@ -25,6 +26,18 @@ int cmd_info(int argc, char **argv)
     }
     if (g_mpi.rank == 0) {
         printf("host %s, %d rank(s) in this launch, %d on this node\n", g_mpi.host, g_mpi.size, g_mpi.local_size);
+        char err[512];
+        int n = gpu_device_count(err, sizeof err);
+        if (n < 0) printf("GPUs: none usable: %s\n", err);
+        for (int d = 0; d < n; d++) {
+            gpu_info gi;
+            if (gpu_describe(d, &gi, err, sizeof err) != 0) printf("GPU %d: %s\n", d, err);
+            else
+                printf("GPU %d: %s, sm_%d%d, %d SMs, %.0f MiB (%.0f free), driver %d.%d, runtime %d.%d\n", d,
+                       gi.name, gi.cc_major, gi.cc_minor, gi.multiprocessors, gi.total_mib, gi.free_mib,
+                       gi.driver_version / 1000, gi.driver_version % 1000 / 10, gi.runtime_version / 1000,
+                       gi.runtime_version % 1000 / 10);
+        }
         binding_print_plan((int)ranks);
     }
     return 0;

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "failpoint.h"
+#include "gpu.h"
 #include "guard.h"
 #include "loader.h"
 #include "model.h"
@@ -54,7 +55,8 @@ static void train_usage(FILE *out)
             "options:\n"
             "  --data DIR          dataset directory (default data/default)\n"
             "  --results DIR       where mlpf_summary.json is written (default results)\n"
-            "  --device cpu|cuda   compute device (default cpu; this build has no CUDA backend)\n"
+            "  --device cpu|cuda   compute device (default cpu; training on the GPU is not\n"
+            "                      written yet: cuda says why it cannot run)\n"
             "  --precision P       fp32 (the CPU backend's only precision; tf32, bf16 on GPUs)\n"
             "  --log-every S       progress: a line every S seconds (0: every step); default:\n"
             "                      a progress bar on a terminal, a line every 10 s otherwise\n"
@@ -122,8 +124,14 @@ static int parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             if (!strcmp(v, "cuda")) {
-                fprintf(stderr, "mlpfbench: --device cuda: this build has no CUDA backend (it is "
-                                "built when nvcc is found; see the GPU backend issue)\n");
+                char err[512];
+                int n = gpu_device_count(err, sizeof err);
+                if (n < 0)
+                    fprintf(stderr, "mlpfbench: --device cuda: %s\n", err);
+                else
+                    fprintf(stderr, "mlpfbench: --device cuda: %d GPU(s) visible, but training on the GPU "
+                                    "is not written yet (only device discovery and gemm-bench are); "
+                                    "use --device cpu\n", n);
                 return -1;
             }
             o->device = v;

@@ -75,6 +75,17 @@ sweep_flags gemm-bench --rows --threads --seconds
 sweep_flags generate --train-events --valid-events --shards --seed --elements
 sweep_flags allreduce-bench --min-bytes --max-bytes --factor --extra-floats --iters --bucket-mb
 sweep_flags info --ranks-per-node
+# the GPU side: without a usable GPU a clear reason and exit 1; with one, rates
+out=$("$bin" gemm-bench --device cuda --seconds 0.2 2>&1); rc=$?
+if [[ $rc -eq 1 ]] && grep -qE "^mlpfbench: gemm-bench --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA)" <<<"$out"; then
+    ok "gemm-bench --device cuda without a GPU: $(head -c 120 <<<"$out")"
+elif [[ $rc -eq 0 ]] && [[ $(grep -c "TFLOP/s" <<<"$out") -eq 3 ]]; then ok "gemm-bench --device cuda: three cuBLAS rates"
+else bad "gemm-bench --device cuda: exit $rc: $out"; fi
+out=$("$bin" info 2>&1)
+grep -qE "^(GPUs: none usable: .+|GPU 0: .+ MiB .+ driver [0-9.]+, runtime [0-9.]+)$" <<<"$out" \
+    && ok "info: GPUs listed or the reason there are none" || bad "info: no GPU line: $out"
+expect 2 "--precision must be fp32, tf32 or bf16" -- "$bin" gemm-bench --device cuda --precision fp16
+
 # unreadable paths
 chmod 000 "$tmp/ds/manifest.json" 2>/dev/null
 if [[ $(id -u) -ne 0 ]]; then

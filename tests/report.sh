@@ -134,8 +134,9 @@ elif grep -q "checkpoint .*ck1 is damaged (CRC-32 mismatch)" "$tmp/obadck"; then
 else bad "damaged checkpoint: $(tail -2 "$tmp/obadck")"; fi
 
 # bad device/precision
-"$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "no CUDA backend" "$tmp/e" \
-    && ok "--device cuda refused clearly on a CPU build" || bad "--device cuda: $(cat "$tmp/e")"
+"$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] \
+    && grep -qE "^mlpfbench: --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA|[0-9]+ GPU\(s\) visible, but training on the GPU is not written yet)" "$tmp/e" \
+    && ok "--device cuda refused clearly: $(cut -c1-120 "$tmp/e")" || bad "--device cuda: $(cat "$tmp/e")"
 "$bin" train --precision bf16 >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "needs a GPU" "$tmp/e" \
     && ok "--precision bf16 refused on the CPU backend" || bad "--precision bf16: $(cat "$tmp/e")"
 
