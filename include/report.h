@@ -6,6 +6,7 @@
 #ifndef MLPF_REPORT_H
 #define MLPF_REPORT_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -49,6 +50,10 @@ typedef struct {
 double model_flops_per_element(const mlpf_config *c);
 /* ISO 8601 UTC now. */
 void report_timestamp(char *buf, int n);
+/* Write a JSON document to `path` through a temporary file and a rename, so
+ * that it is never left half-written; on failure print the path and return
+ * -1 (the temporary file is removed). */
+int report_json_file(const json_t *o, const char *path, size_t flags);
 /* Write <dir>/mlpf_summary.json (temporary file, then rename); prints a table
  * of the key figures on stdout when `table` is set. Returns 0 or -1. */
 int report_write(const char *dir, const run_summary *s, int table);

@@ -12,8 +12,7 @@
 #include "config.h"
 #include "gpu.h"
 #include "mpictx.h"
-
-double model_flops_per_element(const mlpf_config *c);
+#include "report.h"
 
 static void usage(FILE *out)
 {
@@ -141,14 +140,9 @@ int cmd_gemm_bench(int argc, char **argv)
                               "threads", nt, "rows", (json_int_t)rows, "dense_flops", r_dense,
                               "gram_flops", r_gram, "message_flops", r_msg, "mix_flops", mix,
                               "dense_share", f_dense, "gram_share", f_gram, "message_share", f_msg);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", json);
-        int bad = !o || json_dump_file(o, tmp, JSON_INDENT(1)) != 0 || rename(tmp, json) != 0;
+        int bad = report_json_file(o, json, JSON_INDENT(1)) != 0;
         json_decref(o);
-        if (bad) {
-            fprintf(stderr, "mlpfbench: cannot write %s\n", json);
-            return 1;
-        }
+        if (bad) return 1;
     }
     return 0;
 }

@@ -15,8 +15,7 @@
 #include "loader.h"
 #include "model.h"
 #include "mpictx.h"
-
-double model_flops_per_element(const mlpf_config *c);
+#include "report.h"
 
 static void usage(FILE *out)
 {
@@ -123,12 +122,7 @@ int cmd_infer(int argc, char **argv)
                               "elements", (json_int_t)el, "seconds", t_timed, "events_per_s",
                               ev / t_timed, "s_per_step", t_timed / steps, "flops", flops,
                               "activation_mib", act, "peak_rss_mib", rss, "rss_before_mib", rss0);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", json);
-        if (!o || json_dump_file(o, tmp, JSON_INDENT(1)) != 0 || rename(tmp, json) != 0) {
-            fprintf(stderr, "mlpfbench: cannot write %s\n", json);
-            rc = 1;
-        }
+        if (report_json_file(o, json, JSON_INDENT(1)) != 0) rc = 1;
         json_decref(o);
     }
     free(ids);

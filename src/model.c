@@ -647,6 +647,21 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
 
 /* ---------------------------------------------------------------- model */
 
+/* Each head's input as column blocks: ffn_id and ffn_ch read u, ffn_eta and
+ * ffn_phi u' = [u | logits], ffn_e and ffn_pt v = [u' | z_reg | logits]. The
+ * logits are stop-gradients; backward adds the other blocks' gradients to du
+ * and dzr (forward passes NULL for both). */
+static mlp_input head_input(const mlpf_model *m, int h, float *du, float *dzr)
+{
+    const act_arena *A = m->acts;
+    const int W = m->cfg.width, nc = m->cfg.n_classes;
+    const float *logits = A->sg_logits, *zr = A->z_reg[m->cfg.n_graph_reg];
+    if (h == HEAD_ID || h == HEAD_CH) return (mlp_input){.n = 1, .x = {A->u}, .w = {W}, .dx = {du}};
+    if (h == HEAD_ETA || h == HEAD_PHI)
+        return (mlp_input){.n = 2, .x = {A->u, logits}, .w = {W, nc}, .dx = {du, NULL}};
+    return (mlp_input){.n = 4, .x = {A->u, logits, zr, logits}, .w = {W, nc, W, nc}, .dx = {du, NULL, dzr, NULL}};
+}
+
 int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
 {
     void *before = m->acts->fmem;
@@ -682,29 +697,23 @@ int model_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_rep
     /* output decoding */
     layernorm_forward(A->z_id[c->n_graph_id], m->P.ln_gamma, m->P.ln_beta, c->ln_eps, A->u,
                       A->xhat, A->rstd, N, (int)W);
-    const float *logits = A->sg_logits;
-    const float *zr = A->z_reg[c->n_graph_reg];
-    const mlp_input in_u = {.n = 1, .x = {A->u}, .w = {(int)W}};
-    mlp_forward(&m->P.ffn_id, &in_u, A->pre[HEAD_ID], A->act[HEAD_ID], N);
-    mlp_forward(&m->P.ffn_ch, &in_u, A->pre[HEAD_CH], A->act[HEAD_CH], N);
-    if (!m->freeze_discrete)
-        memcpy(A->sg_logits, A->pre[HEAD_ID][m->P.ffn_id.n_layers - 1], sizeof(float) * N * nc);
-    const mlp_input in_up = {.n = 2, .x = {A->u, logits}, .w = {(int)W, nc}};
-    mlp_forward(&m->P.ffn_eta, &in_up, A->pre[HEAD_ETA], A->act[HEAD_ETA], N);
-    mlp_forward(&m->P.ffn_phi, &in_up, A->pre[HEAD_PHI], A->act[HEAD_PHI], N);
-    const mlp_input in_v = {.n = 4, .x = {A->u, logits, zr, logits}, .w = {(int)W, nc, (int)W, nc}};
-    mlp_forward(&m->P.ffn_e, &in_v, A->pre[HEAD_E], A->act[HEAD_E], N);
-    mlp_forward(&m->P.ffn_pt, &in_v, A->pre[HEAD_PT], A->act[HEAD_PT], N);
+    for (int h = 0; h < N_HEADS; h++) { /* the id head first: the others read its logits */
+        const mlp_input in = head_input(m, h, NULL, NULL);
+        mlp_forward(head_params(&m->P, h), &in, A->pre[h], A->act[h], N);
+        if (h == HEAD_ID && !m->freeze_discrete)
+            memcpy(A->sg_logits, A->pre[HEAD_ID][m->P.ffn_id.n_layers - 1], sizeof(float) * N * nc);
+    }
     loss_forward(m, b, n_global, rep);
     prof_switch(prev);
     return 0;
 }
 
-static void head_backward(mlpf_model *m, int h, const mlp_input *in, int64_t N)
+static void head_backward(mlpf_model *m, int h, float *du, float *dzr, int64_t N)
 {
     act_arena *A = m->acts;
     mlp_t *gm = (mlp_t *)head_params(&m->G, h);
-    mlp_backward(head_params(&m->P, h), gm, in, A->pre[h], A->act[h], A->dout[h], N, A->m0, A->m1,
+    const mlp_input in = head_input(m, h, du, dzr);
+    mlp_backward(head_params(&m->P, h), gm, &in, A->pre[h], A->act[h], A->dout[h], N, A->m0, A->m1,
                  A->ones);
 }
 
@@ -713,7 +722,6 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int64_t N = b->n_rows, W = c->width;
-    const int nc = c->n_classes;
     int prev = prof_switch(PROF_ELEMENTWISE);
     /* Gradients are finished from the end of the buffer to its start (heads
      * in reverse order, LayerNorm, the reg stack, the id stack, the encoder),
@@ -725,23 +733,10 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
     float *du = A->s1;
     memset(du, 0, sizeof(float) * N * W);
     memset(A->dzr, 0, sizeof(float) * N * W);
-    const float *logits = A->sg_logits, *zr = A->z_reg[c->n_graph_reg];
-    const mlp_input in_v = {.n = 4, .x = {A->u, logits, zr, logits}, .w = {(int)W, nc, (int)W, nc},
-                            .dx = {du, NULL, A->dzr, NULL}};
-    const mlp_input in_up = {.n = 2, .x = {A->u, logits}, .w = {(int)W, nc}, .dx = {du, NULL}};
-    const mlp_input in_u = {.n = 1, .x = {A->u}, .w = {(int)W}, .dx = {du}};
-    head_backward(m, HEAD_PT, &in_v, N);
-    READY(m->G.ffn_pt.layer[0].W);
-    head_backward(m, HEAD_E, &in_v, N);
-    READY(m->G.ffn_e.layer[0].W);
-    head_backward(m, HEAD_PHI, &in_up, N);
-    READY(m->G.ffn_phi.layer[0].W);
-    head_backward(m, HEAD_ETA, &in_up, N);
-    READY(m->G.ffn_eta.layer[0].W);
-    head_backward(m, HEAD_CH, &in_u, N);
-    READY(m->G.ffn_ch.layer[0].W);
-    head_backward(m, HEAD_ID, &in_u, N);
-    READY(m->G.ffn_id.layer[0].W);
+    for (int h = N_HEADS - 1; h >= 0; h--) { /* pt, e, phi, eta, ch, id: buffer order reversed */
+        head_backward(m, h, du, A->dzr, N);
+        READY(head_params(&m->G, h)->layer[0].W);
+    }
     layernorm_backward(du, A->xhat, A->rstd, m->P.ln_gamma, A->dzi, m->G.ln_gamma, m->G.ln_beta,
                        N, (int)W);
     READY(m->G.ln_gamma);

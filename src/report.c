@@ -41,6 +41,18 @@ double model_flops_per_element(const mlpf_config *c)
     return f;
 }
 
+int report_json_file(const json_t *o, const char *path, size_t flags)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!o || json_dump_file(o, tmp, flags) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "mlpfbench: cannot write %s\n", path);
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 void report_timestamp(char *buf, int n)
 {
     time_t t = time(NULL);
@@ -289,16 +301,9 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(root, "report", report);
     json_object_set_new(root, "app", app);
 
-    char path[4200], tmp[4300];
+    char path[4200];
     snprintf(path, sizeof path, "%s/mlpf_summary.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = 0;
-    if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0 ||
-        rename(tmp, path) != 0) {
-        fprintf(stderr, "mlpfbench: cannot write %s\n", path);
-        remove(tmp);
-        rc = -1;
-    }
+    int rc = report_json_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(root);
     if (table) print_table(s, n_nodes);
     if (rc == 0) printf("summary: %s\n", path);
