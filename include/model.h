@@ -60,6 +60,10 @@ const int *model_hashes(const mlpf_model *m, int layer);
 /* Bytes of activation memory a batch of `rows` elements in `bins` LSH bins
  * and `events` events needs (what model_forward would allocate). */
 size_t model_activation_bytes_for(const mlpf_model *m, int64_t rows, int64_t bins, int64_t events);
+/* Allocate (and touch) the activations of a batch of up to `rows` elements in
+ * `bins` LSH bins and `events` events now, so that no training step has to.
+ * Returns 0 or -1 (message on stderr). */
+int model_reserve(mlpf_model *m, int64_t rows, int64_t bins, int64_t events);
 /* Index (in m->layout) of the first tensor whose gradient is not finite, or -1. */
 int model_first_nonfinite_grad(const mlpf_model *m);
 /* Bytes of activation memory currently planned. */

@@ -18,6 +18,7 @@ typedef struct {
     int rank, local_rank, threads;
     char host[64], cpus[128];
     int64_t events, elements, steps, bytes_read;
+    int64_t warmup_steps; /* first steps left out of the step figures below (--warmup-steps) */
     double step_s, forward_s, backward_s, optimizer_s, data_wait_s, read_s;
     double allreduce_s, allreduce_exposed_s;
     double peak_rss_mib;

@@ -7,7 +7,9 @@ Reads OUT/gemm.json, OUT/train-b1, OUT/train-b4, OUT/ranks-1, OUT/ranks-2
 (mlpf_summary.json each), OUT/infer.json and OUT/torch-{b1,b4,infer}.json,
 prints a Markdown section and, with --append, adds it to DOC.
 Training figures are steady-state rates over the timed steps of rank 0
-(events / step time); GFLOP/s use the spec's cost model (3x forward FLOPs).
+(events / step time; the warm-up steps that train --warmup-steps left out are
+not in them, as torch_bench.py --warmup leaves its own out); GFLOP/s use the
+spec's cost model (3x forward FLOPs).
 """
 import argparse
 import datetime

@@ -5,14 +5,21 @@
 
 int adam_init(adam_state *s, size_t n)
 {
-    s->m = calloc(n, sizeof(float));
-    s->v = calloc(n, sizeof(float));
+    /* malloc and zero here rather than calloc: calloc's pages would be
+     * faulted in by the first update, inside the first training step; the
+     * same static schedule as adam_update puts each page, on a multi-socket
+     * node, next to the thread that updates it */
+    s->m = malloc((n ? n : 1) * sizeof(float));
+    s->v = malloc((n ? n : 1) * sizeof(float));
     s->n = n;
     s->step = 0;
     if (!s->m || !s->v) {
         adam_free(s);
         return -1;
     }
+    float *m = s->m, *v = s->v;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < (int64_t)n; i++) m[i] = v[i] = 0.0f;
     return 0;
 }
 

@@ -99,6 +99,7 @@ static json_t *rank_json(const rank_figures *r)
     json_object_set_new(o, "events", json_integer(r->events));
     json_object_set_new(o, "elements", json_integer(r->elements));
     json_object_set_new(o, "steps", json_integer(r->steps));
+    json_object_set_new(o, "warmup_steps", json_integer(r->warmup_steps));
     json_object_set_new(o, "throughput", json_real(r->step_s > 0 ? r->events / r->step_s : 0.0));
     json_object_set_new(o, "step_time", json_real(r->step_s));
     json_object_set_new(o, "forward_time", json_real(r->forward_s));

@@ -37,7 +37,7 @@
 typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
     const char *checkpoint, *resume;
-    long long batch_size, epochs, max_steps, seed, threads, checkpoint_every;
+    long long batch_size, epochs, max_steps, warmup_steps, seed, threads, checkpoint_every;
     double lr, bucket_mb, log_every, timeout, data_timeout, collective_timeout;
 } train_opts;
 
@@ -65,6 +65,10 @@ static void train_usage(FILE *out)
             "  --epochs E          passes over the training events (default 2; the score is\n"
             "                      the mean over epochs 2..E, epoch 1 being warm-up)\n"
             "  --max-steps S       stop after S steps in total (default 0: no limit)\n"
+            "  --warmup-steps W    leave the first W steps out of the per-rank step figures\n"
+            "                      (step time, time by kind, all-reduce, data wait) for a\n"
+            "                      steady-state measurement; epoch times and scores count\n"
+            "                      every step (default 0)\n"
             "  --seed S            seed of the initial weights and of the event order (default 42)\n"
             "  --threads T         worker threads per rank (default: the cores bound to the rank)\n"
             "  --bind auto|none    bind each rank to its share of the node's cores (hwloc;\n"
@@ -166,6 +170,7 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (!strcmp(a, "--batch-size")) rc = cli_int(a, v, 1, 65536, &o->batch_size);
         else if (!strcmp(a, "--epochs")) rc = cli_int(a, v, 1, 1000000, &o->epochs);
         else if (!strcmp(a, "--max-steps")) rc = cli_int(a, v, 0, 1000000000, &o->max_steps);
+        else if (!strcmp(a, "--warmup-steps")) rc = cli_int(a, v, 0, 1000000000, &o->warmup_steps);
         else if (!strcmp(a, "--seed")) rc = cli_int(a, v, 0, 1LL << 62, &o->seed);
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &o->threads);
         else if (!strcmp(a, "--lr")) rc = cli_double(a, v, 1e-12, 10.0, &o->lr);
@@ -287,9 +292,9 @@ static void print_losses(const loss_report *r)
     printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
 }
 
-/* Activation memory of the largest batch this rank can get: the B largest
- * events of either split, with their bins. */
-static size_t worst_batch_bytes(const mlpf_model *m, const dataset_t *ds, int B)
+/* The largest batch this rank can get: the B largest events of a split, their
+ * elements and LSH bins. */
+static void worst_batch(const mlpf_model *m, const dataset_t *ds, int B, int64_t *rows_out, int64_t *bins_out)
 {
     int64_t *top = calloc(B, sizeof(int64_t)); /* the B largest sizes, descending */
     for (int s = 0; s < ds->n_shards; s++)
@@ -305,7 +310,25 @@ static size_t worst_batch_bytes(const mlpf_model *m, const dataset_t *ds, int B)
     int64_t rows = 0, bins = 0, S = m->cfg.bin_size;
     for (int i = 0; i < B; i++) rows += top[i], bins += (top[i] + S - 1) / S;
     free(top);
+    *rows_out = rows;
+    *bins_out = bins;
+}
+
+static size_t worst_batch_bytes(const mlpf_model *m, const dataset_t *ds, int B)
+{
+    int64_t rows, bins;
+    worst_batch(m, ds, B, &rows, &bins);
     return model_activation_bytes_for(m, rows, bins, B);
+}
+
+/* Allocate the activations of the largest batch of either split before the
+ * first step (see model_reserve). */
+static int reserve_activations(mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+{
+    int64_t r1, b1, r2, b2;
+    worst_batch(m, train, B, &r1, &b1);
+    worst_batch(m, valid, B, &r2, &b2);
+    return model_reserve(m, r1 > r2 ? r1 : r2, b1 > b2 ? b1 : b2, B);
 }
 
 /* Refuse, before training, a run that cannot fit in the memory available to
@@ -452,7 +475,8 @@ int cmd_train(int argc, char **argv)
     if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
         mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
     summary.n_params = (int64_t)m.layout.total;
-    if (mpictx_any(check_memory(&m, &train, &valid, (int)o.batch_size) != 0)) {
+    if (mpictx_any(check_memory(&m, &train, &valid, (int)o.batch_size) != 0 ||
+                   reserve_activations(&m, &train, &valid, (int)o.batch_size) != 0)) {
         model_free(&m);
         adam_free(&opt);
         dataset_close(&train);
@@ -500,6 +524,19 @@ int cmd_train(int argc, char **argv)
     loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
     long long steps_per_epoch = loader_steps(lt), total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0 && o.max_steps < total_steps) total_steps = o.max_steps;
+    if (o.warmup_steps > 0 && o.warmup_steps >= total_steps - ck.steps_done) {
+        if (root) /* the same on every rank */
+            mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
+                        o.warmup_steps, total_steps - ck.steps_done);
+        loader_free(lt);
+        loader_free(lv);
+        grad_allreduce_free(ar);
+        model_free(&m);
+        adam_free(&opt);
+        dataset_close(&train);
+        dataset_close(&valid);
+        return fail_collectively();
+    }
     summary.steps_per_epoch = steps_per_epoch;
     summary.epoch_time = calloc(o.epochs, sizeof(double));
     summary.throughput = calloc(o.epochs, sizeof(double));
@@ -538,6 +575,8 @@ int cmd_train(int argc, char **argv)
     if (o.checkpoint) snprintf(ckpt_path, sizeof ckpt_path, "%s", o.checkpoint);
     if (o.checkpoint_every > 0 && root) mkdir(o.results, 0755);
     int64_t elements_done = 0;
+    loader_stats ls_warm = {0}; /* figures at the end of the warm-up steps */
+    allreduce_stats as_warm = {0};
     double t_start = mlpf_now();
     for (long long ep = ck.epoch; ep < o.epochs && step < total_steps; ep++) {
         long long sie = ep == ck.epoch ? ck.step_in_epoch : 0; /* steps done in this epoch */
@@ -567,6 +606,13 @@ int cmd_train(int argc, char **argv)
             fig.events += n_ids;
             fig.elements += b.n_rows;
             step++;
+            if (step - ck.steps_done == o.warmup_steps) { /* the steady state starts here */
+                rank_figures zero = {0};
+                fig = zero;
+                fig.warmup_steps = o.warmup_steps;
+                ls_warm = loader_get_stats(lt);
+                if (ar) as_warm = grad_allreduce_stats(ar);
+            }
             events_done += n_ev;
             elements_done += r.n_rows;
             ev_ep += n_ev;
@@ -635,6 +681,12 @@ int cmd_train(int argc, char **argv)
     fig.threads = threads;
     snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
     snprintf(fig.cpus, sizeof fig.cpus, "%.127s", bi.cpus);
+    ls.wait_s -= ls_warm.wait_s; /* the steady state only (--warmup-steps) */
+    as.total_s -= as_warm.total_s;
+    as.exposed_s -= as_warm.exposed_s;
+    as.bytes -= as_warm.bytes;
+    as.steps -= as_warm.steps;
+    as.buckets -= as_warm.buckets;
     fig.data_wait_s = ls.wait_s;
     fig.read_s = ls.read_s;
     fig.bytes_read = ls.bytes;

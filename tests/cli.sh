@@ -53,6 +53,19 @@ if awk '/^validation epoch/{ for (i = 1; i <= NF; i++) if ($i == "acc") a[++n] =
         exit !(n == 30 && a[n] > a[1] + 0.1) }' "$tmp/train.log"; then ok
 else bad "validation accuracy did not rise: $(grep '^validation' "$tmp/train.log" | sed -n '1p;$p')"; fi
 
+# --warmup-steps: the step figures leave the first steps out, the epoch does not
+"$bin" train --preset tiny --data "$tmp/ds" --batch-size 2 --max-steps 3 --warmup-steps 1 --threads 1 \
+    --results "$tmp/rw" >"$tmp/w.log" 2>&1 || bad "train --warmup-steps 1 failed: $(tail -3 "$tmp/w.log")"
+if /usr/bin/python3 -c "
+import json, sys; s = json.load(open('$tmp/rw/mlpf_summary.json'))['report']['wl-stats']
+r = s['per_rank'][0]
+sys.exit(not (r['warmup_steps'] == 1 and r['steps'] == 2 and r['events'] == 4 and s['events_per_epoch'] == 8
+              and 0 < r['step_time'] < s['epoch_times'][0]))"; then
+    ok "train --warmup-steps 1 --max-steps 3: 2 measured steps of 2 events, 1 warm-up step"
+else bad "warm-up figures: $(grep -o '"per_rank".*' "$tmp/rw/mlpf_summary.json" | head -c 400)"; fi
+expect 1 "--warmup-steps 3 leaves none of the 3 steps of this run to measure" -- \
+    "$bin" train --preset tiny --data "$tmp/ds" --max-steps 3 --batch-size 1 --warmup-steps 3 --results "$tmp/rw2"
+
 # every numeric flag: zero/negative/huge/garbage/empty values are refused with
 # the flag named and exit 2, never a crash (exit >= 128) or a hang
 sweep_flags() { # command flag...
@@ -68,7 +81,7 @@ sweep_flags() { # command flag...
     done
     ok "$cmd: every numeric flag refuses bad values with the flag named"
 }
-sweep_flags train --batch-size --epochs --max-steps --seed --threads --lr --bucket-mb --log-every \
+sweep_flags train --batch-size --epochs --max-steps --warmup-steps --seed --threads --lr --bucket-mb --log-every \
     --timeout --data-timeout --collective-timeout --checkpoint-every
 sweep_flags infer --batch-size --steps --warmup --threads --seed
 sweep_flags gemm-bench --rows --threads --seconds
