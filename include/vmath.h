@@ -56,4 +56,30 @@ static inline float vm_expm1(float x)
     return fabsf(x) < 0.5f ? small : big;
 }
 
+/* erfc(x), to 6e-7 relative (measured; the C library: 1 ulp): for a = |x|, erfc(a) = t exp(-a^2) exp(P(t))
+ * with t = 1 / (1 + 0.4 a) and P a degree-10 polynomial fitted to
+ * log(erfc(a) e^(a^2) / t) over a in [0, 10.5] (least squares with error
+ * reweighting; largest fit error 4e-9 in float64); a^2 is split into its
+ * rounded value and the rounding error (fmaf) so that exp(-a^2) keeps its
+ * accuracy for large a; negative x: erfc(x) = 2 - erfc(-x). Below ~1e-38
+ * (a > 9.3) the result is 0. Tested against the C library in tests/test_model.c. */
+static inline float vm_erfc(float x)
+{
+    float a = fabsf(x), t = 1.0f / (1.0f + 0.4f * a);
+    float p = 1.925459027e-01f;
+    p = p * t + -1.086772013e+00f;
+    p = p * t + 2.459641747e+00f;
+    p = p * t + -2.808061310e+00f;
+    p = p * t + 1.797109720e+00f;
+    p = p * t + -8.861302467e-01f;
+    p = p * t + 2.672368784e-01f;
+    p = p * t + 1.283291857e-01f;
+    p = p * t + 4.250411687e-01f;
+    p = p * t + 9.997090154e-01f;
+    p = p * t + -1.488650044e+00f;
+    float aa = a * a, err = fmaf(a, a, -aa); /* a^2 = aa + err exactly */
+    float r = t * vm_exp(-aa) * vm_exp(p) * (1.0f - err);
+    return x < 0.0f ? 2.0f - r : r;
+}
+
 #endif

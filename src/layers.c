@@ -47,17 +47,25 @@ static const float INV_SQRT_2PI = 0.39894228040143268f;
 void gelu_forward(const float *x, float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * INV_SQRT2);
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t end = c + CHUNK < n ? c + CHUNK : n;
+#pragma omp simd
+        for (int64_t i = c; i < end; i++) y[i] = 0.5f * x[i] * vm_erfc(-x[i] * INV_SQRT2);
+    }
 }
 
 void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf = 0.5f * erfcf(-v * INV_SQRT2); /* 1 + erf would cancel for v << 0 */
-        float pdf = INV_SQRT_2PI * vm_exp(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t end = c + CHUNK < n ? c + CHUNK : n;
+#pragma omp simd
+        for (int64_t i = c; i < end; i++) {
+            float v = x[i];
+            float cdf = 0.5f * vm_erfc(-v * INV_SQRT2); /* 1 + erf would cancel for v << 0 */
+            float pdf = INV_SQRT_2PI * vm_exp(-0.5f * v * v);
+            dx[i] = dy[i] * (cdf + v * pdf);
+        }
     }
 }
 

@@ -335,19 +335,20 @@ static void dgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, d
 
 /* The bin's Gram matrix G = d d^T in float64: the lower triangle by dsyrk
  * (half the multiply-adds of a dgemm), then mirrored into the upper one in
- * 32 x 32 tiles that stay in L1, so that every G_ij == G_ji bit for bit. */
+ * 16 x 16 tiles (rows written contiguously, the tile's columns read from L1),
+ * so that every G_ij == G_ji bit for bit. */
 static void gram64(int S, int Dd, const double *bd, double *G)
 {
     int prev = prof_switch(PROF_GEMM64);
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, S, Dd, 1.0, bd, Dd, 0.0, G, S);
-    enum { T = 32 };
+    enum { T = 16 };
     const int nt = (S + T - 1) / T;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int bi = 0; bi < nt; bi++) /* tile row bi of the upper triangle from tile column bi of the lower */
+    for (int bi = 0; bi < nt; bi++) /* tile row bi of the upper triangle */
         for (int bj = bi; bj < nt; bj++) {
             const int i1 = bi * T + T < S ? bi * T + T : S, j1 = bj * T + T < S ? bj * T + T : S;
-            for (int j = bj * T; j < j1; j++) /* G[i][j] = G[j][i] for i < j */
-                for (int i = bi * T; i < i1 && i < j; i++) G[(size_t)i * S + j] = G[(size_t)j * S + i];
+            for (int i = bi * T; i < i1; i++)
+                for (int j = bj * T > i + 1 ? bj * T : i + 1; j < j1; j++) G[(size_t)i * S + j] = G[(size_t)j * S + i];
         }
     prof_switch(prev);
 }

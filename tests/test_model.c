@@ -365,6 +365,21 @@ START_TEST(test_vmath_accuracy)
     ck_assert_msg(worst_expm1 < 3e-7, "vm_expm1: worst relative error %g", worst_expm1);
     ck_assert(vm_exp(-100.0f) == 0.0f && vm_exp(0.0f) == 1.0f);
     ck_assert(vm_expm1(-100.0f) == -1.0f && vm_expm1(0.0f) == 0.0f);
+    /* erfc: relative error over -6..9.2 (down to erfc ~ 2e-38), and the
+     * normal CDF 0.5 erfc(-v / sqrt 2) that GELU uses, absolute, for v in -13..13 */
+    double worst_erfc = 0.0, worst_cdf = 0.0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -6.0f + 15.2f * (float)i / 2000000.0f;
+        double ref = erfc((double)x), got = vm_erfc(x);
+        double rel = fabs(got - ref) / ref;
+        if (rel > worst_erfc) worst_erfc = rel;
+        float v = -13.0f + 26.0f * (float)i / 2000000.0f;
+        double cdf = 0.5 * erfc(-(double)v / sqrt(2.0)), gcdf = 0.5f * vm_erfc(-v * 0.70710678f);
+        if (fabs(gcdf - cdf) > worst_cdf) worst_cdf = fabs(gcdf - cdf);
+    }
+    ck_assert_msg(worst_erfc < 1e-6, "vm_erfc: worst relative error %g", worst_erfc);
+    ck_assert_msg(worst_cdf < 4e-7, "vm_erfc: worst absolute error of the normal CDF %g", worst_cdf);
+    ck_assert(fabsf(vm_erfc(0.0f) - 1.0f) < 1e-6f && vm_erfc(10.0f) == 0.0f && vm_erfc(-10.0f) == 2.0f);
 }
 END_TEST
 
