@@ -388,14 +388,26 @@ static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, i
 }
 
 /* Kernel matrix and message passing inside one bin (forward). */
+/* Real rows of a bin: its padding rows (perm -1) are all at the end of the
+ * event's last bin. They have A = 0 with every row and n = 0, so the per-bin
+ * work runs on the real rows only (an S' x S' problem, S' <= S). */
+static int bin_real_rows(const int *rows, int S)
+{
+    int n = S;
+    while (n > 0 && rows[n - 1] < 0) n--;
+    return n;
+}
+
 static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
 {
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
-    const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
+    const int Sb = c->bin_size, Dd = c->dist_dim, W = c->width;
     const float mult = c->dist_mult;
-    const int *rows = g->perm + B * S;
-    float *nrm = g->nrm + B * S;
+    const int *rows = g->perm + B * Sb;
+    float *nrm = g->nrm + B * Sb;
+    const int S = bin_real_rows(rows, Sb); /* the bin's matrices are S x S, packed */
+    for (int i = S; i < Sb; i++) nrm[i] = 0.0f;
     double *bd = A->bd64, *gram = A->bg64, *sqn = A->br64;
     int prev = prof_switch(PROF_KERNEL);
     gather_d64(rows, S, g->xd, Dd, bd, sqn);
@@ -483,10 +495,11 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
 {
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
-    const int S = c->bin_size, Dd = c->dist_dim, W = c->width;
+    const int Sb = c->bin_size, Dd = c->dist_dim, W = c->width;
     const float mult = c->dist_mult, dmin = (float)sqrt(1e-6); /* D of a clamped pair */
-    const int *rows = g->perm + B * S;
-    const float *nrm = g->nrm + B * S;
+    const int *rows = g->perm + B * Sb;
+    const float *nrm = g->nrm + B * Sb;
+    const int S = bin_real_rows(rows, Sb); /* as in bin_forward */
     float *bA = A->bA, *bdA = A->bdA, *D = A->bD;
     double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *sqn = A->bq64;
     int prev = prof_switch(PROF_KERNEL);
