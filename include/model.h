@@ -30,6 +30,10 @@ typedef struct {
     mlpf_tensors P;  /* views into params */
     mlpf_tensors G;  /* views into grads */
     float *lsh;      /* non-trainable LSH matrices, one per graph layer */
+    /* each graph layer's four input weights side by side, [Wa | theta | Wh |
+     * Wt], and bias row, refreshed by every forward pass (one product instead
+     * of four), and the gradient of one such matrix (backward scratch) */
+    float *wcat, *wcat_bias, *gwcat;
     act_arena *acts; /* activations, planned per batch shape */
     /* For finite-difference tests: when set, forward reuses the LSH binning
      * and the stop-gradient logits of the previous forward pass on the same

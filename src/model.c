@@ -21,14 +21,19 @@ const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
 
 enum { HEAD_ID, HEAD_CH, HEAD_ETA, HEAD_PHI, HEAD_E, HEAD_PT, N_HEADS };
 
-/* What one graph layer keeps for its backward pass. */
+/* What one graph layer keeps for its backward pass. The four products of the
+ * layer input x are one N x (dist_hidden + 3 width) matrix, cat = x Wcat + bcat
+ * (one matrix product, see cat_weights), whose column blocks are t, H, Fhet
+ * and Gp, each with row stride cat_cols(c); backward overwrites each block
+ * with its gradient and multiplies them back in one product as well. */
 typedef struct {
-    float *t;    /* N x dist_hidden: ffn_dist hidden pre-activation */
+    float *cat;  /* N x cat_cols: [t | H | Fhet | Gp] */
+    float *t;    /* N x dist_hidden block of cat: ffn_dist hidden pre-activation x Wa + ba */
     float *xd;   /* N x dist_dim: distance features */
-    float *H;    /* N x width: x theta */
-    float *Fhet; /* N x width: x wh */
+    float *H;    /* N x width block of cat: x theta */
+    float *Fhet; /* N x width block of cat: x wh */
     float *Fhom; /* N x width: degree-normalised message */
-    float *Gp;   /* N x width: gate pre-activation x wt + bt (gate G = sigmoid(Gp)) */
+    float *Gp;   /* N x width block of cat: gate pre-activation x wt + bt (gate G = sigmoid(Gp)) */
     float *nrm;  /* n_bins x S: degree normalisation n_i (0 on padding) */
     int *perm;   /* n_bins x S: row of each bin slot, -1 for padding */
     int *hash;   /* N: LSH bucket of each row */
@@ -60,6 +65,9 @@ struct act_arena {
     float *bV, *bY, *bA, *bdA, *bdn, *bD;
     double *bd64, *bg64, *bo64, *br64, *bq64; /* distance work in float64 */
 };
+
+/* Columns of a graph layer's fused product: [Wa | theta | Wh | Wt]. */
+static inline int64_t cat_cols(const mlpf_config *c) { return c->dist_hidden + 3 * (int64_t)c->width; }
 
 static const mlp_t *head_params(const mlpf_tensors *t, int h)
 {
@@ -93,12 +101,15 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     for (int l = 1; l <= c->n_graph_reg; l++) F(A->z_reg[l], N * W);
     for (int l = 0; l < c->n_graph_id + c->n_graph_reg; l++) {
         graph_acts *g = &A->gl[l];
-        F(g->t, N * Dh);
+        F(g->cat, N * (Dh + 3 * W));
+        if (base) {
+            g->t = g->cat;
+            g->H = g->cat + Dh;
+            g->Fhet = g->cat + Dh + W;
+            g->Gp = g->cat + Dh + 2 * W;
+        }
         F(g->xd, N * Dd);
-        F(g->H, N * W);
-        F(g->Fhet, N * W);
         F(g->Fhom, N * W);
-        F(g->Gp, N * W);
         F(g->nrm, NB * S);
         TAKE(g->perm, NB * S, int);
         TAKE(g->hash, N, int);
@@ -231,7 +242,11 @@ int model_create(mlpf_model *m, const mlpf_config *cfg, uint64_t seed)
     m->grads = malloc(n * sizeof(float)); /* zeroed (and so touched) below */
     m->lsh = malloc(lsh_buffer_size(cfg) * sizeof(float));
     m->acts = calloc(1, sizeof(act_arena));
-    if (!m->params || !m->grads || !m->lsh || !m->acts) {
+    const size_t n_graph = (size_t)cfg->n_graph_id + cfg->n_graph_reg, cw = (size_t)cat_cols(cfg);
+    m->wcat = malloc(n_graph * cfg->width * cw * sizeof(float));
+    m->wcat_bias = malloc(n_graph * cw * sizeof(float));
+    m->gwcat = malloc((size_t)cfg->width * cw * sizeof(float));
+    if (!m->params || !m->grads || !m->lsh || !m->acts || !m->wcat || !m->wcat_bias || !m->gwcat) {
         fprintf(stderr, "mlpfbench: cannot allocate %zu parameters\n", n);
         model_free(m);
         return -1;
@@ -251,6 +266,9 @@ void model_free(mlpf_model *m)
     free(m->params);
     free(m->grads);
     free(m->lsh);
+    free(m->wcat);
+    free(m->wcat_bias);
+    free(m->gwcat);
     memset(m, 0, sizeof *m);
 }
 
@@ -288,7 +306,7 @@ static const float *layer_lsh(const mlpf_model *m, int l)
 /* ---------------------------------------------------------------- graph layer */
 
 /* Gather rows of src (width C) into dst (S x C) by slot; padding slots get 0. */
-static void gather_rows(const int *rows, int S, const float *src, int C, const float *scale,
+static void gather_rows(const int *rows, int S, const float *src, int64_t ld, int C, const float *scale,
                         float *dst)
 {
 #pragma omp parallel for schedule(static)
@@ -297,7 +315,7 @@ static void gather_rows(const int *rows, int S, const float *src, int C, const f
         if (rows[i] < 0) {
             memset(d, 0, sizeof(float) * C);
         } else {
-            const float *restrict s = src + (size_t)rows[i] * C;
+            const float *restrict s = src + (size_t)rows[i] * ld;
             float f = scale ? scale[i] : 1.0f;
 #pragma omp simd
             for (int k = 0; k < C; k++) d[k] = f * s[k];
@@ -430,7 +448,7 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
         }
         nrm[i] = rows[i] < 0 ? 0.0f : (float)(1.0 / sqrt(deg + 1e-6));
     }
-    gather_rows(rows, S, g->H, W, nrm, A->bV);
+    gather_rows(rows, S, g->H, cat_cols(c), W, nrm, A->bV);
     gemm(0, 0, S, W, S, 1.0f, A->bA, S, A->bV, W, 0.0f, A->bY, W);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
@@ -452,6 +470,77 @@ static inline void gate_values(float p, float *g, float *gc)
     *gc = p >= 0.0f ? small : big;
 }
 
+/* Wcat = [Wa | theta | Wh | Wt] (width x cat_cols, row-major) and its bias
+ * row [ba | 0 | 0 | bt], copied from the layer's parameters (1.7 M floats a
+ * layer, a small fraction of the product's 8.6 GFLOP for 5,000 rows). */
+static void cat_weights(const mlpf_config *c, const graph_layer_t *p, float *wc, float *bc)
+{
+    const int64_t W = c->width, Dh = c->dist_hidden, CW = cat_cols(c);
+    int prev = prof_switch(PROF_ELEMENTWISE);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < W; k++) {
+        float *row = wc + k * CW;
+        memcpy(row, p->dist0.W + k * Dh, sizeof(float) * Dh);
+        memcpy(row + Dh, p->theta + k * W, sizeof(float) * W);
+        memcpy(row + Dh + W, p->wh + k * W, sizeof(float) * W);
+        memcpy(row + Dh + 2 * W, p->wt + k * W, sizeof(float) * W);
+    }
+    memcpy(bc, p->dist0.b, sizeof(float) * Dh);
+    memset(bc + Dh, 0, sizeof(float) * 2 * W);
+    memcpy(bc + Dh + 2 * W, p->bt, sizeof(float) * W);
+    prof_switch(prev);
+}
+
+/* The gradient of Wcat, added into the layer's four weight gradients. */
+static void cat_grads_add(const mlpf_config *c, const float *gwc, graph_layer_t *gp)
+{
+    const int64_t W = c->width, Dh = c->dist_hidden, CW = cat_cols(c);
+    int prev = prof_switch(PROF_ELEMENTWISE);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < W; k++) {
+        const float *restrict row = gwc + k * CW;
+        float *restrict a = gp->dist0.W + k * Dh, *restrict th = gp->theta + k * W,
+                        *restrict wh = gp->wh + k * W, *restrict wt = gp->wt + k * W;
+#pragma omp simd
+        for (int64_t j = 0; j < Dh; j++) a[j] += row[j];
+#pragma omp simd
+        for (int64_t j = 0; j < W; j++) {
+            th[j] += row[Dh + j];
+            wh[j] += row[Dh + W + j];
+            wt[j] += row[Dh + 2 * W + j];
+        }
+    }
+    prof_switch(prev);
+}
+
+/* y = elu(t) for the N x C block t with row stride ld; y is N x C, packed. */
+static void elu_block(const float *t, int64_t ld, int64_t C, int64_t N, float *y)
+{
+    int prev = prof_switch(PROF_ELEMENTWISE);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        const float *restrict tr = t + r * ld;
+        float *restrict yr = y + r * C;
+#pragma omp simd
+        for (int64_t k = 0; k < C; k++) yr[k] = tr[k] > 0.0f ? tr[k] : vm_expm1(tr[k]);
+    }
+    prof_switch(prev);
+}
+
+/* t <- dy * elu'(t) in place (the block t as in elu_block; dy N x C, packed). */
+static void elu_grad_block(float *t, int64_t ld, int64_t C, int64_t N, const float *dy)
+{
+    int prev = prof_switch(PROF_ELEMENTWISE);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        float *restrict tr = t + r * ld;
+        const float *restrict dr = dy + r * C;
+#pragma omp simd
+        for (int64_t k = 0; k < C; k++) tr[k] = tr[k] > 0.0f ? dr[k] : dr[k] * vm_exp(tr[k]);
+    }
+    prof_switch(prev);
+}
+
 /* z_next = x + elu(G * Fhom + (1 - G) * Fhet), per row. */
 static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph_layer_t *p,
                           const float *x, float *z_next)
@@ -459,14 +548,17 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     graph_acts *g = &A->gl[L];
-    const int64_t N = b->n_rows, W = c->width, S = c->bin_size;
-    dense_forward(&p->dist0, x, g->t, N);
-    elu_forward(g->t, A->sh, N * c->dist_hidden);
+    const int64_t N = b->n_rows, W = c->width, S = c->bin_size, CW = cat_cols(c), Dh = c->dist_hidden;
+    /* [t | H | Fhet | Gp] = x [Wa | theta | Wh | Wt] + [ba | 0 | 0 | bt] */
+    float *wc = m->wcat + (size_t)L * W * CW, *bc = m->wcat_bias + (size_t)L * CW;
+    cat_weights(c, p, wc, bc);
+    int prev = prof_switch(PROF_ELEMENTWISE);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) memcpy(g->cat + r * CW, bc, sizeof(float) * CW);
+    prof_switch(prev);
+    gemm(0, 0, N, CW, W, 1.0f, x, W, wc, CW, 1.0f, g->cat, CW);
+    elu_block(g->t, CW, Dh, N, A->sh);
     dense_forward(&p->dist1, A->sh, g->xd, N);
-    gemm(0, 0, N, W, W, 1.0f, x, W, p->theta, W, 0.0f, g->H, W);
-    gemm(0, 0, N, W, W, 1.0f, x, W, p->wh, W, 0.0f, g->Fhet, W);
-    dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
-    dense_forward(&gate, x, g->Gp, N);
     for (int e = 0; e < b->n_events; e++) {
         int64_t r0 = b->offsets[e], n = b->offsets[e + 1] - r0;
         int64_t B0 = A->bin_start[e], nb = A->bin_start[e + 1] - B0;
@@ -476,8 +568,8 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
     }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) { /* rows in parallel, each row's values in SIMD lanes */
-        const float *restrict gp = g->Gp + r * W, *restrict fh = g->Fhom + r * W,
-                              *restrict ft = g->Fhet + r * W, *restrict xr = x + r * W;
+        const float *restrict gp = g->Gp + r * CW, *restrict fh = g->Fhom + r * W,
+                              *restrict ft = g->Fhet + r * CW, *restrict xr = x + r * W;
         float *restrict zn = z_next + r * W;
 #pragma omp simd
         for (int64_t k = 0; k < W; k++) {
@@ -504,8 +596,9 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     double *bd = A->bd64, *dsq = A->bg64, *out = A->bo64, *rs = A->br64, *sqn = A->bq64;
     int prev = prof_switch(PROF_KERNEL);
     /* V = n H (bV), dY = n dFhom (bY); dn_i = sum_c dFhom_ic Fhom_ic / n_i */
-    gather_rows(rows, S, g->H, W, nrm, A->bV);
-    gather_rows(rows, S, dFhom, W, nrm, A->bY);
+    const int64_t CW = cat_cols(c); /* row stride of H and dH */
+    gather_rows(rows, S, g->H, CW, W, nrm, A->bV);
+    gather_rows(rows, S, dFhom, W, W, nrm, A->bY);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         double s = 0.0;
@@ -541,8 +634,8 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < S; j++) {
         if (rows[j] < 0) continue;
-        const float *dv = A->bV + (size_t)j * W, *h = g->H + (size_t)rows[j] * W;
-        float *dh = dH + (size_t)rows[j] * W; /* may be H itself: read h[k] first */
+        const float *dv = A->bV + (size_t)j * W, *h = g->H + (size_t)rows[j] * CW;
+        float *dh = dH + (size_t)rows[j] * CW; /* H itself: read h[k] first */
         double s = 0.0;
 #pragma omp simd reduction(+ : s)
         for (int k = 0; k < W; k++) {
@@ -596,13 +689,14 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     graph_acts *g = &A->gl[L];
-    const int64_t N = b->n_rows, W = c->width;
+    const int64_t N = b->n_rows, W = c->width, CW = cat_cols(c), Dh = c->dist_hidden;
     /* in place where the forward value is not needed again: dGp over Gp,
-     * dFhet over Fhet, dH over H (bin_backward) */
-    float *dGp = g->Gp, *dFhom = A->s2, *dFhet = g->Fhet, *dH = g->H; /* dGp, dFhet: below */
+     * dFhet over Fhet, dH over H (bin_backward), dt over t: then cat holds
+     * d[t | H | Fhet | Gp] for the two fused products at the end */
+    float *dFhom = A->s2, *dH = g->H;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
-        float *gpre = g->Gp + r * W, *fhet = g->Fhet + r * W; /* overwritten by dGp, dFhet */
+        float *gpre = g->Gp + r * CW, *fhet = g->Fhet + r * CW; /* overwritten by dGp, dFhet */
         const float *restrict fhom = g->Fhom + r * W, *restrict dzr = dz + r * W;
         float *restrict dfh = dFhom + r * W;
 #pragma omp simd
@@ -616,22 +710,26 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
             fhet[k] = dzz * gc;
         }
     }
-    dense_t gate = {.W = p->wt, .b = p->bt, .in = (int)W, .out = (int)W};
-    dense_t ggate = {.W = gp->wt, .b = gp->bt, .in = (int)W, .out = (int)W};
-    dense_backward(&gate, &ggate, x, dGp, dz, 1, N, A->ones);
-    gemm(1, 0, W, W, N, 1.0f, x, W, dFhet, W, 1.0f, gp->wh, W);
-    gemm(0, 1, N, W, W, 1.0f, dFhet, W, p->wh, W, 1.0f, dz, W);
     for (int e = 0; e < b->n_events; e++)
         for (int64_t B = A->bin_start[e]; B < A->bin_start[e + 1]; B++)
             bin_backward(m, g, B, dFhom, dH, A->sd);
-    gemm(1, 0, W, W, N, 1.0f, x, W, dH, W, 1.0f, gp->theta, W);
-    gemm(0, 1, N, W, W, 1.0f, dH, W, p->theta, W, 1.0f, dz, W);
-    /* ffn_dist: xd = elu(x Wa + ba) Wb + bb */
-    elu_forward(g->t, A->sh, N * c->dist_hidden);
+    /* ffn_dist: xd = elu(t) Wb + bb, t = x Wa + ba */
+    elu_block(g->t, CW, Dh, N, A->sh);
     float *ds = A->s1;
     dense_backward(&p->dist1, &gp->dist1, A->sh, A->sd, ds, 0, N, A->ones);
-    elu_backward(g->t, ds, ds, N * c->dist_hidden);
-    dense_backward(&p->dist0, &gp->dist0, x, ds, dz, 1, N, A->ones);
+    elu_grad_block(g->t, CW, Dh, N, ds); /* dt over t */
+    /* the fused products' backward: d[Wa | theta | Wh | Wt] = x^T dcat, the
+     * biases' = column sums of dt and dGp, dx += dcat [Wa | theta | Wh | Wt]^T */
+    const float *wc = m->wcat + (size_t)L * W * CW;
+    gemm(1, 0, W, CW, N, 1.0f, x, W, g->cat, CW, 0.0f, m->gwcat, CW);
+    int prev = prof_switch(PROF_GEMM);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)N, (blasint)Dh, 1.0f, g->t, (blasint)CW, A->ones, 1, 1.0f,
+                gp->dist0.b, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)N, (blasint)W, 1.0f, g->Gp, (blasint)CW, A->ones, 1, 1.0f,
+                gp->bt, 1);
+    prof_switch(prev);
+    cat_grads_add(c, m->gwcat, gp);
+    gemm(0, 1, N, W, CW, 1.0f, g->cat, CW, wc, CW, 1.0f, dz, W);
 }
 
 /* ---------------------------------------------------------------- loss */
