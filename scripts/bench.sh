@@ -2,7 +2,8 @@
 # make bench: the CPU benchmark (docs/benchmarks.md), in one go on the same
 # events: the BLAS limit at the model's shapes, mlpfbench training (batch 1
 # and 4, with the time by kind of work), the PyTorch version of the model
-# (padded batches, autograd, torch.optim.Adam) with the same threads,
+# (padded batches, autograd, torch.optim.Adam) with the same threads (batch 1
+# twice for each, alternating, the faster run of each shown),
 # inference for both, and 1 vs 2 ranks of one core each. Prints the table and
 # appends it, with the machine and this command, to docs/benchmarks.md.
 #
@@ -46,14 +47,20 @@ train() { # name batch timed-steps ranks threads
         --threads "$5" --log-every 0 --results "$out/$1" >"$out/$1.log" 2>&1 \
         || { log "training $1 failed:"; tail -5 "$out/$1.log" >&2; exit 1; }
 }
+torch_train() { # name batch timed-steps
+    "$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size "$2" --threads "$threads" \
+        --steps "$3" --warmup 1 --json "$out/$1.json" >&2
+}
+# batch 1, the headline comparison, alternates the two implementations
+# (mlpfbench, PyTorch, mlpfbench, PyTorch): on a machine whose speed drifts,
+# bench_table.py then compares the best run of each
 train train-b1 1 "$steps" 1 "$threads"
+log "3/5 PyTorch, batch 1 and 4 (batch 1 alternating with mlpfbench)"
+torch_train torch-b1 1 "$steps"
+train train-b1-2 1 "$steps" 1 "$threads"
+torch_train torch-b1-2 1 "$steps"
 train train-b4 4 $(((steps + 3) / 4)) 1 "$threads"
-
-log "3/5 PyTorch, batch 1 and 4"
-"$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size 1 --threads "$threads" --steps "$steps" --warmup 1 \
-    --json "$out/torch-b1.json" >&2
-"$py" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size 4 --threads "$threads" --steps 2 --warmup 1 \
-    --json "$out/torch-b4.json" >&2
+torch_train torch-b4 4 2
 
 log "4/5 inference, batch 1"
 "$bin" infer --preset "$preset" --data "$data" --batch-size 1 --steps "$steps" --warmup 1 --threads "$threads" --json "$out/infer.json" >&2
