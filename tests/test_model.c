@@ -383,6 +383,39 @@ START_TEST(test_vmath_accuracy)
 }
 END_TEST
 
+/* model_reserve: the activations of a batch shape allocated up front; a
+ * batch within it trains without the arena growing and with the same loss
+ * and gradients as a model that planned the batch itself; a larger batch
+ * grows it. */
+START_TEST(test_reserve)
+{
+    mlpf_config c = preset("tiny");
+    mlpf_model a, b;
+    ck_assert_int_eq(model_create(&a, &c, 5), 0);
+    ck_assert_int_eq(model_create(&b, &c, 5), 0);
+    gen_config g = small_events(21, 60);
+    mlpf_batch two, three;
+    ck_assert_int_eq(batch_generate(&two, &g, 0, 2), 0);
+    ck_assert_int_eq(batch_generate(&three, &g, 0, 3), 0);
+    int64_t bins = 0;
+    for (int e = 0; e < two.n_events; e++)
+        bins += (two.offsets[e + 1] - two.offsets[e] + c.bin_size - 1) / c.bin_size;
+    ck_assert_int_eq(model_reserve(&a, two.n_rows, bins, 2), 0);
+    size_t reserved = model_activation_bytes(&a);
+    ck_assert_uint_eq(reserved, model_activation_bytes_for(&a, two.n_rows, bins, 2));
+    double la = loss_of(&a, &two, two.n_rows, 1), lb = loss_of(&b, &two, two.n_rows, 1);
+    ck_assert_uint_eq(model_activation_bytes(&a), reserved);
+    ck_assert(la == lb);
+    ck_assert(memcmp(a.grads, b.grads, a.layout.total * sizeof(float)) == 0);
+    loss_of(&a, &three, three.n_rows, 0);
+    ck_assert_uint_gt(model_activation_bytes(&a), reserved);
+    batch_free(&two);
+    batch_free(&three);
+    model_free(&a);
+    model_free(&b);
+}
+END_TEST
+
 START_TEST(test_first_nonfinite_grad)
 {
     mlpf_config c = preset("tiny");
@@ -413,6 +446,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_grad_ready_watermarks);
     tcase_add_test(tc, test_first_nonfinite_grad);
     tcase_add_test(tc, test_vmath_accuracy);
+    tcase_add_test(tc, test_reserve);
     suite_add_tcase(s, tc);
     return s;
 }
