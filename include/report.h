@@ -38,7 +38,7 @@ typedef struct {
     double *epoch_time, *throughput, *val_acc;
     double (*val_loss)[LOSS_N];
     char train_start[32], train_stop[32];
-    double train_time, flops_per_event, achieved_flops;
+    double train_time, flops_per_event, flops_per_element, achieved_flops;
     int64_t train_elements_seen, train_events_seen;
     /* every rank (rank 0 only) */
     rank_figures *ranks;

@@ -56,7 +56,7 @@ static inline float vm_expm1(float x)
     return fabsf(x) < 0.5f ? small : big;
 }
 
-/* erfc(x), to 6e-7 relative (measured; the C library: 1 ulp): for a = |x|, erfc(a) = t exp(-a^2) exp(P(t))
+/* erfc(x), to 7.2e-7 relative (measured over every float; the C library: 1 ulp): for a = |x|, erfc(a) = t exp(-a^2) exp(P(t))
  * with t = 1 / (1 + 0.4 a) and P a degree-10 polynomial fitted to
  * log(erfc(a) e^(a^2) / t) over a in [0, 10.5] (least squares with error
  * reweighting; largest fit error 4e-9 in float64); a^2 is split into its
@@ -65,7 +65,9 @@ static inline float vm_expm1(float x)
  * (a > 9.3) the result is 0. Tested against the C library in tests/test_model.c. */
 static inline float vm_erfc(float x)
 {
-    float a = fabsf(x), t = 1.0f / (1.0f + 0.4f * a);
+    float a = fabsf(x);
+    a = a > 10.0f ? 10.0f : a; /* erfc(10) underflows anyway; keeps a * a finite (and NaN a NaN) */
+    float t = 1.0f / (1.0f + 0.4f * a);
     float p = 1.925459027e-01f;
     p = p * t + -1.086772013e+00f;
     p = p * t + 2.459641747e+00f;

@@ -24,6 +24,7 @@ steps=${BENCH_STEPS:-6}
 preset=${BENCH_PRESET:-hepscore22}
 elements=${BENCH_ELEMENTS:-5000}
 threads=$(nproc)
+[[ $steps =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_STEPS must be a whole number >= 1, got '$steps'" >&2; exit 2; }
 py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$out"

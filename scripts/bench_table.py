@@ -38,7 +38,9 @@ def train_figures(out, name):
     st = s["report"]["wl-stats"]
     ranks = st["per_rank"]
     r0 = ranks[0]
-    per_el = st["flops_per_event"] * r0["events"] / r0["elements"]  # training FLOPs per element
+    # training FLOPs per element (cost model); flops_per_event averages over
+    # every step, warm-up included, so it is not used with the measured steps
+    per_el = st.get("flops_per_element") or st["flops_per_event"] * r0["events"] / r0["elements"]
     b = st["batch_size_per_device"]
     other = r0["step_time"] - sum(r0["time_by_kind"][k] for k in KINDS)
     return {
@@ -47,6 +49,7 @@ def train_figures(out, name):
         "events_s": r0["events"] / r0["step_time"],
         "s_step": r0["step_time"] / r0["steps"],
         "flops": per_el * r0["elements"] / r0["step_time"],
+        "flops_event": per_el * r0["elements"] / r0["events"],  # of the measured events
         "mem_event": r0["peak_memory_mib"] / b,
         "act_event": r0["activation_mib"] / b,
         "kinds": {k: r0["time_by_kind"][k] / r0["step_time"] for k in KINDS},
@@ -132,7 +135,7 @@ def main():
              f"({ar/len(r2['ranks'])/r2['steps']:.3f} s/step, {ex/len(r2['ranks'])/r2['steps']:.3f} s exposed) |")
     # the ceiling: the model's training FLOPs (cost model) at the BLAS limit,
     # and at the cores' FMA peak, with no other work at all
-    per_event = st["flops_per_event"]
+    per_event = t1["flops_event"]
     peak = g.get("fma_peak_flops", 0.0)
     ceil_limit = limit / per_event
     ceil_peak = peak / per_event if peak > 0 else 0.0

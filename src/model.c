@@ -251,7 +251,14 @@ int model_create(mlpf_model *m, const mlpf_config *cfg, uint64_t seed)
         model_free(m);
         return -1;
     }
-    model_zero_grad(m);
+    /* first touch now, by the threads that use them (see reserve) */
+    float *zero[3] = {m->grads, m->wcat, m->gwcat};
+    size_t len[3] = {n, n_graph * cfg->width * cw, (size_t)cfg->width * cw};
+    for (int k = 0; k < 3; k++) {
+        float *z = zero[k];
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < (int64_t)len[k]; i++) z[i] = 0.0f;
+    }
     param_bind(cfg, m->params, &m->P);
     param_bind(cfg, m->grads, &m->G);
     param_init(&m->layout, m->params, seed);

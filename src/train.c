@@ -314,29 +314,38 @@ static void worst_batch(const mlpf_model *m, const dataset_t *ds, int B, int64_t
     *bins_out = bins;
 }
 
-static size_t worst_batch_bytes(const mlpf_model *m, const dataset_t *ds, int B)
-{
-    int64_t rows, bins;
-    worst_batch(m, ds, B, &rows, &bins);
-    return model_activation_bytes_for(m, rows, bins, B);
-}
-
-/* Allocate the activations of the largest batch of either split before the
- * first step (see model_reserve). */
-static int reserve_activations(mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+/* The shape the activations are planned for: the largest rows and bins of a
+ * batch of either split (an upper bound of every batch this rank can get). */
+static void worst_shape(const mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B,
+                        int64_t *rows, int64_t *bins)
 {
     int64_t r1, b1, r2, b2;
     worst_batch(m, train, B, &r1, &b1);
     worst_batch(m, valid, B, &r2, &b2);
-    return model_reserve(m, r1 > r2 ? r1 : r2, b1 > b2 ? b1 : b2, B);
+    *rows = r1 > r2 ? r1 : r2;
+    *bins = b1 > b2 ? b1 : b2;
+}
+
+/* Allocate the activations of that shape before the first step (see
+ * model_reserve). */
+static int reserve_activations(mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+{
+    int64_t rows, bins;
+    worst_shape(m, train, valid, B, &rows, &bins);
+    if (model_reserve(m, rows, bins, B) == 0) return 0;
+    mlpf_errorf("cannot allocate %.0f MiB of activations for a batch of %d events (%lld elements, "
+                "the largest of the dataset); use a smaller --batch-size",
+                model_activation_bytes_for(m, rows, bins, B) / 1048576.0, B, (long long)rows);
+    return 1;
 }
 
 /* Refuse, before training, a run that cannot fit in the memory available to
  * the ranks of this node. */
 static int check_memory(const mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
 {
-    size_t act = worst_batch_bytes(m, train, B), va = worst_batch_bytes(m, valid, B);
-    if (va > act) act = va;
+    int64_t rows, bins;
+    worst_shape(m, train, valid, B, &rows, &bins);
+    size_t act = model_activation_bytes_for(m, rows, bins, B); /* what reserve_activations allocates */
     double need = (double)act + 4.0 * m->layout.total * sizeof(float) + lsh_buffer_size(&m->cfg) * 4.0;
     double avail = -1;
     FILE *f = fopen("/proc/meminfo", "r");
@@ -524,7 +533,7 @@ int cmd_train(int argc, char **argv)
     loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
     long long steps_per_epoch = loader_steps(lt), total_steps = steps_per_epoch * o.epochs;
     if (o.max_steps > 0 && o.max_steps < total_steps) total_steps = o.max_steps;
-    if (o.warmup_steps > 0 && o.warmup_steps >= total_steps - ck.steps_done) {
+    if (o.warmup_steps > 0 && total_steps > ck.steps_done && o.warmup_steps >= total_steps - ck.steps_done) {
         if (root) /* the same on every rank */
             mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
                         o.warmup_steps, total_steps - ck.steps_done);
@@ -671,7 +680,8 @@ int cmd_train(int argc, char **argv)
     summary.train_time = elapsed;
     summary.train_events_seen = events_done;
     summary.train_elements_seen = elements_done;
-    summary.flops_per_event = 3.0 * model_flops_per_element(&cfg) * (events_done ? (double)elements_done / events_done : 0.0);
+    summary.flops_per_element = 3.0 * model_flops_per_element(&cfg); /* forward + backward */
+    summary.flops_per_event = summary.flops_per_element * (events_done ? (double)elements_done / events_done : 0.0);
     summary.achieved_flops = 3.0 * model_flops_per_element(&cfg) * elements_done / elapsed;
     loader_stats ls = loader_get_stats(lt);
     allreduce_stats as = grad_allreduce_stats(ar);
@@ -682,6 +692,8 @@ int cmd_train(int argc, char **argv)
     snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
     snprintf(fig.cpus, sizeof fig.cpus, "%.127s", bi.cpus);
     ls.wait_s -= ls_warm.wait_s; /* the steady state only (--warmup-steps) */
+    ls.read_s -= ls_warm.read_s;
+    ls.bytes -= ls_warm.bytes;
     as.total_s -= as_warm.total_s;
     as.exposed_s -= as_warm.exposed_s;
     as.bytes -= as_warm.bytes;

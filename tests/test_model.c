@@ -380,6 +380,8 @@ START_TEST(test_vmath_accuracy)
     ck_assert_msg(worst_erfc < 1e-6, "vm_erfc: worst relative error %g", worst_erfc);
     ck_assert_msg(worst_cdf < 4e-7, "vm_erfc: worst absolute error of the normal CDF %g", worst_cdf);
     ck_assert(fabsf(vm_erfc(0.0f) - 1.0f) < 1e-6f && vm_erfc(10.0f) == 0.0f && vm_erfc(-10.0f) == 2.0f);
+    ck_assert(vm_erfc(2e19f) == 0.0f && vm_erfc(INFINITY) == 0.0f && vm_erfc(-INFINITY) == 2.0f);
+    ck_assert(isnan(vm_erfc(NAN)));
 }
 END_TEST
 
