@@ -110,8 +110,9 @@ def main():
     L.append("| | figure |")
     L.append("|---|---|")
     twice = " (higher of 2 runs, start and end)" if os.path.exists(os.path.join(a.out, "gemm-2.json")) else ""
-    L.append(f"| 1. BLAS sgemm, {g['threads']} threads{twice}: dense {g['rows']}x512x512 / gram 640x640x128 / "
-             f"message 640x512x640 | {g['dense_flops']/1e9:.1f} / {g['gram_flops']/1e9:.1f} / "
+    w, sb, dd = g.get("width", 512), g.get("bin", 640), g.get("dist_dim", 128)
+    L.append(f"| 1. BLAS sgemm, {g['threads']} threads{twice}: dense {g['rows']}x{w}x{w} / gram {sb}x{sb}x{dd} / "
+             f"message {sb}x{w}x{sb} | {g['dense_flops']/1e9:.1f} / {g['gram_flops']/1e9:.1f} / "
              f"{g['message_flops']/1e9:.1f} GFLOP/s; model mix (the limit) **{limit/1e9:.1f} GFLOP/s** |")
     for t in (t1, t4):
         k = t["kinds"]

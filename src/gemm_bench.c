@@ -218,8 +218,9 @@ int cmd_gemm_bench(int argc, char **argv)
             printf("  fp32 FMA peak: not measured (%s)\n", isa);
     }
     if (json && g_mpi.rank == 0) {
-        json_t *o = json_pack("{s:s, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "preset", preset,
-                              "threads", nt, "rows", (json_int_t)rows, "dense_flops", r_dense,
+        json_t *o = json_pack("{s:s, s:i, s:I, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "preset", preset,
+                              "threads", nt, "rows", (json_int_t)rows, "width", W, "bin", S, "dist_dim", Dd,
+                              "dense_flops", r_dense,
                               "gram_flops", r_gram, "message_flops", r_msg, "mix_flops", mix,
                               "dense_share", f_dense, "gram_share", f_gram, "message_share", f_msg,
                               "fma_peak_flops", peak, "fma_isa", isa);
