@@ -68,6 +68,11 @@ size_t model_activation_bytes_for(const mlpf_model *m, int64_t rows, int64_t bin
  * `bins` LSH bins and `events` events now, so that no training step has to.
  * Returns 0 or -1 (message on stderr). */
 int model_reserve(mlpf_model *m, int64_t rows, int64_t bins, int64_t events);
+/* Lay the activations out for forward passes alone (inference): the graph
+ * layers share one set of buffers and nothing is kept for a backward pass,
+ * which is then refused. Call before the first forward pass. model_hashes
+ * then gives the last graph layer's buckets for every layer. */
+void model_set_forward_only(mlpf_model *m);
 /* Index (in m->layout) of the first tensor whose gradient is not finite, or -1. */
 int model_first_nonfinite_grad(const mlpf_model *m);
 /* Bytes of activation memory currently planned. */

@@ -87,6 +87,7 @@ int cmd_infer(int argc, char **argv)
     }
     mlpf_model m;
     if (model_create(&m, &cfg, (uint64_t)seed) != 0) mlpf_fatal("cannot allocate the model");
+    model_set_forward_only(&m); /* no activations kept for a backward pass */
     loader *l = loader_create(&ds, (int)B, 0, 1, (uint64_t)seed, 0, g_mpi.threads_ok);
     loader_begin_epoch(l, 0);
     int64_t *ids = malloc(sizeof(int64_t) * B);

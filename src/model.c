@@ -41,6 +41,7 @@ typedef struct {
 
 struct act_arena {
     int64_t cap_rows, cap_bins, cap_events;
+    int forward_only; /* model_set_forward_only: laid out for forward passes alone */
     void *fmem;
     size_t bytes;
     /* batch layout */
@@ -95,12 +96,28 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
     F(A->a1, N * W);
     F(A->h1, N * W);
     F(A->a2, N * W);
+    /* forward only: each stack updates one buffer in place after its first
+     * layer (z_id[0] stays: the reg stack starts from it too), and every graph
+     * layer uses the same graph_acts (nothing is kept for a backward pass) */
+    const int fo = A->forward_only;
     F(A->z_id[0], N * W);
-    for (int l = 1; l <= c->n_graph_id; l++) F(A->z_id[l], N * W);
+    for (int l = 1; l <= c->n_graph_id; l++) {
+        if (fo && l > 1) {
+            if (base) A->z_id[l] = A->z_id[1];
+        } else F(A->z_id[l], N * W);
+    }
     if (base) A->z_reg[0] = A->z_id[0]; /* both stacks start from the encoder output */
-    for (int l = 1; l <= c->n_graph_reg; l++) F(A->z_reg[l], N * W);
+    for (int l = 1; l <= c->n_graph_reg; l++) {
+        if (fo && l > 1) {
+            if (base) A->z_reg[l] = A->z_reg[1];
+        } else F(A->z_reg[l], N * W);
+    }
     for (int l = 0; l < c->n_graph_id + c->n_graph_reg; l++) {
         graph_acts *g = &A->gl[l];
+        if (fo && l > 0) {
+            if (base) *g = A->gl[0];
+            continue;
+        }
         F(g->cat, N * (Dh + 3 * W));
         if (base) {
             g->t = g->cat;
@@ -127,10 +144,20 @@ static size_t carve(act_arena *A, const mlpf_config *c, const mlpf_tensors *P, i
         }
         F(A->dout[h], N * m->layer[m->n_layers - 1].out);
     }
+    F(A->ones, N);
+    if (fo) { /* forward scratch only */
+        F(A->sh, N * Dh);
+        TAKE(A->bd64, S * Dd, double);
+        TAKE(A->bg64, S * S, double);
+        TAKE(A->br64, S, double);
+        F(A->bV, S * W);
+        F(A->bY, S * W);
+        F(A->bA, S * S);
+        return off;
+    }
     F(A->dzi, N * W);
     F(A->dzr, N * W);
     F(A->s1, N * (W > Dh ? W : Dh)); /* also ffn_dist's gradient, N x dist_hidden */
-    F(A->ones, N);
     size_t region = off, heads_end, graph_end;
     F(A->m0, N * Hh);
     F(A->m1, N * Hh);
@@ -199,6 +226,17 @@ static int reserve(mlpf_model *m, int64_t N, int64_t B, int64_t E)
 int model_reserve(mlpf_model *m, int64_t rows, int64_t bins, int64_t events)
 {
     return reserve(m, rows, bins, events);
+}
+
+void model_set_forward_only(mlpf_model *m)
+{
+    act_arena *A = m->acts;
+    if (A->forward_only) return;
+    free(A->fmem); /* a layout with backward buffers, if any: planned again */
+    A->fmem = NULL;
+    A->bytes = 0;
+    A->cap_rows = A->cap_bins = A->cap_events = 0;
+    A->forward_only = 1;
 }
 
 /* Make sure the arena fits a batch (it grows only for a batch larger than any
@@ -285,7 +323,7 @@ size_t model_activation_bytes(const mlpf_model *m) { return m->acts ? m->acts->b
 
 size_t model_activation_bytes_for(const mlpf_model *m, int64_t rows, int64_t bins, int64_t events)
 {
-    act_arena scratch;
+    act_arena scratch = {.forward_only = m->acts->forward_only}; /* the model's layout */
     return carve(&scratch, &m->cfg, &m->P, rows, bins, events, NULL);
 }
 
@@ -576,8 +614,9 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) { /* rows in parallel, each row's values in SIMD lanes */
         const float *restrict gp = g->Gp + r * CW, *restrict fh = g->Fhom + r * W,
-                              *restrict ft = g->Fhet + r * CW, *restrict xr = x + r * W;
-        float *restrict zn = z_next + r * W;
+                              *restrict ft = g->Fhet + r * CW;
+        const float *xr = x + r * W; /* x == z_next in forward-only mode (same index: safe) */
+        float *zn = z_next + r * W;
 #pragma omp simd
         for (int64_t k = 0; k < W; k++) {
             float gt, gc;
@@ -884,6 +923,10 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
 {
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
+    if (A->forward_only) {
+        fprintf(stderr, "mlpfbench: internal error: backward pass on a forward-only model\n");
+        abort();
+    }
     const int64_t N = b->n_rows, W = c->width;
     int prev = prof_switch(PROF_ELEMENTWISE);
     /* Gradients are finished from the end of the buffer to its start (heads

@@ -418,6 +418,34 @@ START_TEST(test_reserve)
 }
 END_TEST
 
+/* Forward-only layout (inference): the same loss, bit for bit, as the
+ * training layout, in much less activation memory (hepscore22 widths, one
+ * 700-element event: two bins). */
+START_TEST(test_forward_only)
+{
+    mlpf_config c = preset("hepscore22");
+    mlpf_model a, b;
+    ck_assert_int_eq(model_create(&a, &c, 8), 0);
+    ck_assert_int_eq(model_create(&b, &c, 8), 0);
+    model_set_forward_only(&b);
+    gen_config g = small_events(31, 700);
+    mlpf_batch one;
+    ck_assert_int_eq(batch_generate(&one, &g, 0, 1), 0);
+    loss_report ra, rb;
+    ck_assert_int_eq(model_forward(&a, &one, one.n_rows, &ra), 0);
+    ck_assert_int_eq(model_forward(&b, &one, one.n_rows, &rb), 0);
+    for (int k = 0; k < LOSS_N; k++) ck_assert(ra.loss[k] == rb.loss[k]);
+    ck_assert_int_eq(ra.n_correct, rb.n_correct);
+    size_t train_bytes = model_activation_bytes(&a), fwd_bytes = model_activation_bytes(&b);
+    printf("forward-only activations: %.1f MiB vs %.1f MiB for training (%lld elements)\n",
+           fwd_bytes / 1048576.0, train_bytes / 1048576.0, (long long)one.n_rows);
+    ck_assert_uint_lt(fwd_bytes, train_bytes / 2);
+    batch_free(&one);
+    model_free(&a);
+    model_free(&b);
+}
+END_TEST
+
 START_TEST(test_first_nonfinite_grad)
 {
     mlpf_config c = preset("tiny");
@@ -449,6 +477,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_first_nonfinite_grad);
     tcase_add_test(tc, test_vmath_accuracy);
     tcase_add_test(tc, test_reserve);
+    tcase_add_test(tc, test_forward_only);
     suite_add_tcase(s, tc);
     return s;
 }
