@@ -385,16 +385,23 @@ START_TEST(test_vmath_accuracy)
 }
 END_TEST
 
+/* Two models with the same preset and seed (identical weights). */
+static mlpf_config two_models(const char *name, uint64_t seed, mlpf_model *a, mlpf_model *b)
+{
+    mlpf_config c = preset(name);
+    ck_assert_int_eq(model_create(a, &c, seed), 0);
+    ck_assert_int_eq(model_create(b, &c, seed), 0);
+    return c;
+}
+
 /* model_reserve: the activations of a batch shape allocated up front; a
  * batch within it trains without the arena growing and with the same loss
  * and gradients as a model that planned the batch itself; a larger batch
  * grows it. */
 START_TEST(test_reserve)
 {
-    mlpf_config c = preset("tiny");
     mlpf_model a, b;
-    ck_assert_int_eq(model_create(&a, &c, 5), 0);
-    ck_assert_int_eq(model_create(&b, &c, 5), 0);
+    mlpf_config c = two_models("tiny", 5, &a, &b);
     gen_config g = small_events(21, 60);
     mlpf_batch two, three;
     ck_assert_int_eq(batch_generate(&two, &g, 0, 2), 0);
@@ -423,10 +430,8 @@ END_TEST
  * 700-element event: two bins). */
 START_TEST(test_forward_only)
 {
-    mlpf_config c = preset("hepscore22");
     mlpf_model a, b;
-    ck_assert_int_eq(model_create(&a, &c, 8), 0);
-    ck_assert_int_eq(model_create(&b, &c, 8), 0);
+    two_models("hepscore22", 8, &a, &b);
     model_set_forward_only(&b);
     gen_config g = small_events(31, 700);
     mlpf_batch one;
