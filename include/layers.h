@@ -25,8 +25,6 @@ void gelu_forward(const float *x, float *y, int64_t n);
 /* dx = dy * gelu'(x) (overwrites dx; dx may alias dy) */
 void gelu_backward(const float *x, const float *dy, float *dx, int64_t n);
 void elu_forward(const float *x, float *y, int64_t n);
-/* dx = dy * elu'(x) (dx may alias dy) */
-void elu_backward(const float *x, const float *dy, float *dx, int64_t n);
 
 /* dx = dy * elu'(x), from y = elu(x) (in place allowed). */
 void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n);

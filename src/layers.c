@@ -79,16 +79,6 @@ void elu_forward(const float *x, float *y, int64_t n)
     }
 }
 
-void elu_backward(const float *x, const float *dy, float *dx, int64_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < n; c += CHUNK) {
-        int64_t end = c + CHUNK < n ? c + CHUNK : n;
-#pragma omp simd
-        for (int64_t i = c; i < end; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * vm_exp(x[i]);
-    }
-}
-
 void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n)
 {
     /* elu'(x) = 1 for x > 0, exp(x) = elu(x) + 1 otherwise */

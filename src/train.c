@@ -328,10 +328,8 @@ static void worst_shape(const mlpf_model *m, const dataset_t *train, const datas
 
 /* Allocate the activations of that shape before the first step (see
  * model_reserve). */
-static int reserve_activations(mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+static int reserve_activations(mlpf_model *m, int64_t rows, int64_t bins, int B)
 {
-    int64_t rows, bins;
-    worst_shape(m, train, valid, B, &rows, &bins);
     if (model_reserve(m, rows, bins, B) == 0) return 0;
     mlpf_errorf("cannot allocate %.0f MiB of activations for a batch of %d events (%lld elements, "
                 "the largest of the dataset); use a smaller --batch-size",
@@ -341,10 +339,8 @@ static int reserve_activations(mlpf_model *m, const dataset_t *train, const data
 
 /* Refuse, before training, a run that cannot fit in the memory available to
  * the ranks of this node. */
-static int check_memory(const mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B)
+static int check_memory(const mlpf_model *m, int64_t rows, int64_t bins, int B)
 {
-    int64_t rows, bins;
-    worst_shape(m, train, valid, B, &rows, &bins);
     size_t act = model_activation_bytes_for(m, rows, bins, B); /* what reserve_activations allocates */
     double need = (double)act + 4.0 * m->layout.total * sizeof(float) + lsh_buffer_size(&m->cfg) * 4.0;
     double avail = -1;
@@ -484,8 +480,10 @@ int cmd_train(int argc, char **argv)
     if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
         mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
     summary.n_params = (int64_t)m.layout.total;
-    if (mpictx_any(check_memory(&m, &train, &valid, (int)o.batch_size) != 0 ||
-                   reserve_activations(&m, &train, &valid, (int)o.batch_size) != 0)) {
+    int64_t worst_rows, worst_bins;
+    worst_shape(&m, &train, &valid, (int)o.batch_size, &worst_rows, &worst_bins);
+    if (mpictx_any(check_memory(&m, worst_rows, worst_bins, (int)o.batch_size) != 0 ||
+                   reserve_activations(&m, worst_rows, worst_bins, (int)o.batch_size) != 0)) {
         model_free(&m);
         adam_free(&opt);
         dataset_close(&train);
