@@ -36,7 +36,7 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 
 # The CUDA side (include/gpu.h, cuda/): built whenever nvcc is found (in PATH
 # or CUDA_HOME), for sm_80 and sm_90, as $(BUILD)/libmlpf_cuda.so next to
-# mlpfbench, which loads it only when a GPU function is called (src/gpu.c):
+# mlpfbench, which loads it only when a GPU function is called (cuda/gpu.c):
 # the CPU commands never pay for loading cuBLAS. Without nvcc there is no such
 # library and the GPU functions say so.
 CUDA_HOME ?= /usr/local/cuda
@@ -46,11 +46,13 @@ GPU_SO   := $(if $(NVCC),$(BUILD)/libmlpf_cuda.so)
 
 # Files whose floating point must be bit-identical on every machine
 # (initialisation and event generation): no fused multiply-add contraction.
-PORTABLE := src/rng.c src/params.c src/generator.c
+PORTABLE := src/base/rng.c src/model/params.c src/data/generator.c
 
-LIB_SRC  := src/gpu.c src/prof.c src/failpoint.c src/checkpoint.c src/guard.c src/report.c src/binding.c src/timeline.c src/mpictx.c src/dataset.c src/loader.c src/allreduce.c src/config.c src/rng.c src/params.c src/layers.c src/model.c src/optim.c \
-            src/batch.c src/generator.c src/h5util.c src/cli.c
-APP_SRC  := src/main.c src/train.c src/generate.c src/allreduce_bench.c src/gemm_bench.c src/infer.c src/info.c
+# The layers, top to bottom (docs/design.md): commands -> run control ->
+# backends (src/cpu, cuda) -> data -> distribution, model -> base.
+LIB_SRC  := $(wildcard src/run/*.c src/cpu/*.c src/data/*.c src/dist/*.c src/model/*.c src/base/*.c) \
+            cuda/gpu.c src/commands/cli.c
+APP_SRC  := $(filter-out src/commands/cli.c,$(wildcard src/commands/*.c))
 TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -99,8 +101,8 @@ $(BUILD)/git_commit.h: FORCE
 	@mkdir -p $(BUILD)
 	@echo '#define GIT_COMMIT "$(GIT_COMMIT)"' > $@.new
 	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
-$(BUILD)/src/report.o: $(BUILD)/git_commit.h
-$(BUILD)/src/report.o: CPPFLAGS += -include $(BUILD)/git_commit.h
+$(BUILD)/src/run/report.o: $(BUILD)/git_commit.h
+$(BUILD)/src/run/report.o: CPPFLAGS += -include $(BUILD)/git_commit.h
 
 $(BUILD)/libmlpf.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -197,10 +199,10 @@ fuzz: deps-fuzz build
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-san/mlpfbench
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
-	  build-fuzz/libmlpf.a build-fuzz/src/train.o build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/tests/fuzz/fuzz_cli.o
+	  build-fuzz/libmlpf.a build-fuzz/src/commands/train.o build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/tests/fuzz/fuzz_cli.o
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp build-fuzz/tests/fuzz/fuzz_shard.o build-fuzz/libmlpf.a \
 	  -o build-fuzz/fuzz_shard $(PKG_LIBS) -lm
-	clang -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp build-fuzz/tests/fuzz/fuzz_cli.o build-fuzz/src/train.o \
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp build-fuzz/tests/fuzz/fuzz_cli.o build-fuzz/src/commands/train.o \
 	  build-fuzz/libmlpf.a -o build-fuzz/fuzz_cli $(PKG_LIBS) -lm
 	@mkdir -p tests/fuzz/crashes build-fuzz/corpus-shard build-fuzz/corpus-cli
 	tests/fuzz/seed.sh build build-fuzz/corpus-shard build-fuzz/corpus-cli
