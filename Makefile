@@ -145,9 +145,13 @@ run: deps
 	@test -f $(DATA)/manifest.json || $(BUILD)/mlpfbench generate --out $(DATA) $(GEN_ARGS)
 	$(BUILD)/mlpfbench train --data $(DATA) $(RUN_ARGS)
 
+# What `make test` runs, in order; mk/*.mk may add their own (TEST_TARGETS += ...).
+TEST_TARGETS := test-unit test-cli test-data test-distributed test-report test-srun test-slurm test-parity
+-include $(wildcard mk/*.mk)
+
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-cli test-data test-distributed test-report test-srun test-slurm test-parity
+	@$(MAKE) --no-print-directory $(TEST_TARGETS)
 	@$(MAKE) --no-print-directory sanitize
 
 test-unit:
