@@ -12,7 +12,16 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline float vm_exp(float x)
+/* Host+device: the same functions are compiled into the CPU backend (C), the
+ * CUDA kernels (nvcc) and the kernels' host execution path (g++), so that both
+ * backends evaluate one definition of the math (include/mathfn.h). */
+#if defined(__CUDACC__) || defined(MLPF_CUDA_HOST)
+#define MLPF_HD __host__ __device__
+#else
+#define MLPF_HD
+#endif
+
+static inline MLPF_HD float vm_exp(float x)
 {
     const float lo = -87.33654f, hi = 88.0f; /* above 88 the result is exp(88) */
     /* ternaries, not fminf/fmaxf: those stay library calls (NaN rules) */
@@ -40,9 +49,9 @@ static inline float vm_exp(float x)
 /* exp(x) - 1 without cancellation near 0: a Taylor polynomial for |x| < 0.5
  * (truncation error below 1e-8 relative), exp(x) - 1 elsewhere. */
 /* min(max(x, 0), 1) */
-static inline float vm_clamp01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static inline MLPF_HD float vm_clamp01(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
 
-static inline float vm_expm1(float x)
+static inline MLPF_HD float vm_expm1(float x)
 {
     float p = 1.0f / 40320.0f;
     p = p * x + 1.0f / 5040.0f;
@@ -63,7 +72,7 @@ static inline float vm_expm1(float x)
  * rounded value and the rounding error (fmaf) so that exp(-a^2) keeps its
  * accuracy for large a; negative x: erfc(x) = 2 - erfc(-x). Below ~1e-38
  * (a > 9.3) the result is 0. Tested against the C library in tests/test_model.c. */
-static inline float vm_erfc(float x)
+static inline MLPF_HD float vm_erfc(float x)
 {
     float a = fabsf(x);
     a = a > 10.0f ? 10.0f : a; /* erfc(10) underflows anyway; keeps a * a finite (and NaN a NaN) */

@@ -12,7 +12,7 @@
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
-#include "vmath.h"
+#include "mathfn.h"
 
 
 
@@ -381,6 +381,12 @@ START_TEST(test_vmath_accuracy)
     ck_assert(fabsf(vm_erfc(0.0f) - 1.0f) < 1e-6f && vm_erfc(10.0f) == 0.0f && vm_erfc(-10.0f) == 2.0f);
     ck_assert(vm_erfc(2e19f) == 0.0f && vm_erfc(INFINITY) == 0.0f && vm_erfc(-INFINITY) == 2.0f);
     ck_assert(isnan(vm_erfc(NAN)));
+    /* the distance of a clamped kernel pair is what mlpf_kernel_dmin says */
+    ck_assert(mlpf_kernel_dmin() == (float)sqrt(MLPF_KERNEL_SQ_MIN));
+    ck_assert(mlpf_kernel_dmin() == sqrtf((float)MLPF_KERNEL_SQ_MIN));
+    float d;
+    mlpf_kernel_value(0.0, 0.1f, &d);
+    ck_assert(d == mlpf_kernel_dmin() && mlpf_kernel_dsq(1.0f, 1.0f, d, 0.1f) == 0.0f);
 }
 END_TEST
 

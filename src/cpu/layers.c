@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "prof.h"
-#include "vmath.h"
+#include "mathfn.h"
 
 void gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
@@ -41,16 +41,13 @@ void dense_backward(const dense_t *d, dense_t *g, const float *in, const float *
 /* element-wise loops: chunks over the threads, SIMD inside a chunk */
 enum { CHUNK = 4096 };
 
-static const float INV_SQRT2 = 0.70710678118654752f;
-static const float INV_SQRT_2PI = 0.39894228040143268f;
-
 void gelu_forward(const float *x, float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t end = c + CHUNK < n ? c + CHUNK : n;
 #pragma omp simd
-        for (int64_t i = c; i < end; i++) y[i] = 0.5f * x[i] * vm_erfc(-x[i] * INV_SQRT2);
+        for (int64_t i = c; i < end; i++) y[i] = mlpf_gelu(x[i]);
     }
 }
 
@@ -60,12 +57,7 @@ void gelu_backward(const float *x, const float *dy, float *dx, int64_t n)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t end = c + CHUNK < n ? c + CHUNK : n;
 #pragma omp simd
-        for (int64_t i = c; i < end; i++) {
-            float v = x[i];
-            float cdf = 0.5f * vm_erfc(-v * INV_SQRT2); /* 1 + erf would cancel for v << 0 */
-            float pdf = INV_SQRT_2PI * vm_exp(-0.5f * v * v);
-            dx[i] = dy[i] * (cdf + v * pdf);
-        }
+        for (int64_t i = c; i < end; i++) dx[i] = dy[i] * mlpf_gelu_grad(x[i]);
     }
 }
 
@@ -75,18 +67,17 @@ void elu_forward(const float *x, float *y, int64_t n)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t end = c + CHUNK < n ? c + CHUNK : n;
 #pragma omp simd
-        for (int64_t i = c; i < end; i++) y[i] = x[i] > 0.0f ? x[i] : vm_expm1(x[i]);
+        for (int64_t i = c; i < end; i++) y[i] = mlpf_elu(x[i]);
     }
 }
 
 void elu_backward_from_output(const float *y, const float *dy, float *dx, int64_t n)
 {
-    /* elu'(x) = 1 for x > 0, exp(x) = elu(x) + 1 otherwise */
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t end = c + CHUNK < n ? c + CHUNK : n;
 #pragma omp simd
-        for (int64_t i = c; i < end; i++) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
+        for (int64_t i = c; i < end; i++) dx[i] = mlpf_elu_grad_from_out(y[i], dy[i]);
     }
 }
 
@@ -101,7 +92,7 @@ void layernorm_forward(const float *x, const float *gamma, const float *beta, fl
         mean /= C;
         for (int c = 0; c < C; c++) var += (xi[c] - mean) * (xi[c] - mean);
         var /= C;
-        float r = (float)(1.0 / sqrt(var + eps));
+        float r = mlpf_ln_rstd(var, eps);
         rstd[i] = r;
         for (int c = 0; c < C; c++) {
             float h = (float)(xi[c] - mean) * r;
@@ -139,7 +130,7 @@ void layernorm_backward(const float *dy, const float *xhat, const float *rstd,
         m1 /= C;
         m2 /= C;
         for (int c = 0; c < C; c++)
-            dx[i * C + c] = rstd[i] * (float)(dyi[c] * gamma[c] - m1 - hi[c] * m2);
+            dx[i * C + c] = mlpf_ln_dx(dyi[c] * gamma[c], hi[c], m1, m2, rstd[i]);
     }
 }
 

@@ -8,13 +8,14 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
 #include "prof.h"
-#include "vmath.h"
+#include "mathfn.h"
 
 const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
                                         "eta", "sin_phi", "cos_phi", "energy"};
@@ -486,12 +487,12 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
         for (int j = 0; j < S; j++) {
             /* the diagonal is exactly 0 (self-loop) */
             double sq = i == j ? 0.0 : sqi - 2.0 * grow[j] + sqn[j];
-            float d = sqrtf((float)(sq > 1e-6 ? sq : 1e-6)); /* float sqrt: 8 lanes */
-            float a = (ri | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d)); /* 0: padding */
+            float d, a = mlpf_kernel_value(sq, mult, &d);
+            a = (ri | rows[j]) < 0 ? 0.0f : a; /* 0: padding */
             arow[j] = a;
             deg += a;
         }
-        nrm[i] = rows[i] < 0 ? 0.0f : (float)(1.0 / sqrt(deg + 1e-6));
+        nrm[i] = mlpf_degree_norm(deg, rows[i] >= 0);
     }
     gather_rows(rows, S, g->H, cat_cols(c), W, nrm, A->bV);
     gemm(0, 0, S, W, S, 1.0f, A->bA, S, A->bV, W, 0.0f, A->bY, W);
@@ -504,15 +505,6 @@ static void bin_forward(const mlpf_model *m, graph_acts *g, int64_t B)
         for (int k = 0; k < W; k++) dst[k] = nrm[i] * y[k];
     }
     prof_switch(prev);
-}
-
-/* The gate G = sigmoid(p) and its complement 1 - G, each computed without
- * cancellation: for a saturated gate, 1 - G in float32 would keep no digits. */
-static inline void gate_values(float p, float *g, float *gc)
-{
-    float e = vm_exp(-fabsf(p)), big = 1.0f / (1.0f + e), small = e / (1.0f + e);
-    *g = p >= 0.0f ? big : small;
-    *gc = p >= 0.0f ? small : big;
 }
 
 /* Wcat = [Wa | theta | Wh | Wt] (width x cat_cols, row-major) and its bias
@@ -567,7 +559,7 @@ static void elu_block(const float *t, int64_t ld, int64_t C, int64_t N, float *y
         const float *restrict tr = t + r * ld;
         float *restrict yr = y + r * C;
 #pragma omp simd
-        for (int64_t k = 0; k < C; k++) yr[k] = tr[k] > 0.0f ? tr[k] : vm_expm1(tr[k]);
+        for (int64_t k = 0; k < C; k++) yr[k] = mlpf_elu(tr[k]);
     }
     prof_switch(prev);
 }
@@ -581,7 +573,7 @@ static void elu_grad_block(float *t, int64_t ld, int64_t C, int64_t N, const flo
         float *restrict tr = t + r * ld;
         const float *restrict dr = dy + r * C;
 #pragma omp simd
-        for (int64_t k = 0; k < C; k++) tr[k] = tr[k] > 0.0f ? dr[k] : dr[k] * vm_exp(tr[k]);
+        for (int64_t k = 0; k < C; k++) tr[k] = mlpf_elu_grad(tr[k], dr[k]);
     }
     prof_switch(prev);
 }
@@ -618,12 +610,7 @@ static void graph_forward(mlpf_model *m, const mlpf_batch *b, int L, const graph
         const float *xr = x + r * W; /* x == z_next in forward-only mode (same index: safe) */
         float *zn = z_next + r * W;
 #pragma omp simd
-        for (int64_t k = 0; k < W; k++) {
-            float gt, gc;
-            gate_values(gp[k], &gt, &gc);
-            float z = gt * fh[k] + gc * ft[k];
-            zn[k] = xr[k] + (z > 0.0f ? z : vm_expm1(z));
-        }
+        for (int64_t k = 0; k < W; k++) zn[k] = xr[k] + mlpf_graph_out(gp[k], fh[k], ft[k]);
     }
 }
 
@@ -634,7 +621,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
     const mlpf_config *c = &m->cfg;
     act_arena *A = m->acts;
     const int Sb = c->bin_size, Dd = c->dist_dim, W = c->width;
-    const float mult = c->dist_mult, dmin = (float)sqrt(1e-6); /* D of a clamped pair */
+    const float mult = c->dist_mult;
     const int *rows = g->perm + B * Sb;
     const float *nrm = g->nrm + B * Sb;
     const int S = bin_real_rows(rows, Sb); /* as in bin_forward */
@@ -670,9 +657,9 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
 #pragma omp simd
         for (int j = 0; j < S; j++) {
             double sq = i == j ? 0.0 : sqi - 2.0 * grow[j] + sqn[j];
-            float d = sqrtf((float)(sq > 1e-6 ? sq : 1e-6)); /* float sqrt: 8 lanes */
+            float d, a = mlpf_kernel_value(sq, mult, &d);
             drow[j] = d;
-            arow[j] = (ri | rows[j]) < 0 ? 0.0f : vm_clamp01(vm_exp(-mult * d));
+            arow[j] = (ri | rows[j]) < 0 ? 0.0f : a;
         }
     }
     gemm(0, 1, S, S, W, 1.0f, A->bY, W, A->bV, W, 0.0f, bdA, S);  /* dA = dY V^T */
@@ -699,9 +686,7 @@ static void bin_backward(const mlpf_model *m, graph_acts *g, int64_t B, const fl
         float *restrict darow = bdA + (size_t)i * S;
 #pragma omp simd
         for (int j = 0; j < S; j++) {
-            float d = drow[j];
-            float da = darow[j] + ddeg;
-            darow[j] = d > dmin ? da * (-mult) * arow[j] / (2.0f * d) : 0.0f;
+            darow[j] = mlpf_kernel_dsq(darow[j] + ddeg, arow[j], drow[j], mult);
         }
     }
     /* sq_ij = |d_i|^2 - 2 d_i.d_j + |d_j|^2, in float64 (see gather_d64):
@@ -747,13 +732,11 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
         float *restrict dfh = dFhom + r * W;
 #pragma omp simd
         for (int64_t k = 0; k < W; k++) {
-            float gt, gc, fh = fhom[k], ft = fhet[k];
-            gate_values(gpre[k], &gt, &gc);
-            float z = gt * fh + gc * ft;
-            float dzz = z > 0.0f ? dzr[k] : dzr[k] * vm_exp(z);
-            gpre[k] = dzz * (fh - ft) * gt * gc;
-            dfh[k] = dzz * gt;
-            fhet[k] = dzz * gc;
+            float dgp, dfhom, dfhet;
+            mlpf_graph_out_grad(gpre[k], fhom[k], fhet[k], dzr[k], &dgp, &dfhom, &dfhet);
+            gpre[k] = dgp;
+            dfh[k] = dfhom;
+            fhet[k] = dfhet;
         }
     }
     for (int e = 0; e < b->n_events; e++)
@@ -780,10 +763,6 @@ static void graph_backward(mlpf_model *m, const mlpf_batch *b, int L, const grap
 
 /* ---------------------------------------------------------------- loss */
 
-static inline float huber(float e, float d) { return fabsf(e) <= d ? 0.5f * e * e : d * (fabsf(e) - 0.5f * d); }
-static inline float huber_grad(float e, float d) { return fabsf(e) <= d ? e : (e > 0 ? d : -d); }
-static inline float sgn(float x) { return (float)((x > 0) - (x < 0)); }
-
 /* Loss terms of every row and their gradients w.r.t. the head outputs. */
 static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, loss_report *rep)
 {
@@ -797,49 +776,35 @@ static void loss_forward(mlpf_model *m, const mlpf_batch *b, int64_t n_global, l
     const float *phi = A->pre[HEAD_PHI][m->P.ffn_phi.n_layers - 1];
     const float *en = A->pre[HEAD_E][m->P.ffn_e.n_layers - 1];
     const float *pt = A->pre[HEAD_PT][m->P.ffn_pt.n_layers - 1];
-    double s_cls = 0, s_ch = 0, s_pt = 0, s_eta = 0, s_sin = 0, s_cos = 0, s_e = 0;
-    int64_t correct = 0;
-    int prev = prof_switch(PROF_LOSS);
-#pragma omp parallel for schedule(static) reduction(+ : s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e, correct)
-    for (int64_t i = 0; i < N; i++) {
-        const float *X = b->X + i * BATCH_X_COLS, *y = b->y + i * BATCH_Y_COLS, *l = logits + i * nc;
-        int cls = (int)y[0];
-        float mx = l[0];
-        int arg = 0;
-        for (int j = 1; j < nc; j++)
-            if (l[j] > mx) mx = l[j], arg = j;
-        correct += arg == cls;
-        double se = 0.0;
-        for (int j = 0; j < nc; j++) se += exp((double)(l[j] - mx));
-        float lse = mx + (float)log(se);
-        s_cls += lse - l[cls];
-        float *dl = A->dout[HEAD_ID] + i * nc;
-        for (int j = 0; j < nc; j++) dl[j] = (expf(l[j] - lse) - (j == cls)) * inv;
-        float ec = charge[i] - y[1];
-        s_ch += ec * ec;
-        A->dout[HEAD_CH][i] = 2.0f * ec * inv;
-        float w = cls != 0 ? 1.0f : 0.0f;
-        float ep = fabsf(pt[i * 2]) - y[2];
-        s_pt += w * huber(ep, 1.0f);
-        A->dout[HEAD_PT][i * 2] = w * huber_grad(ep, 1.0f) * sgn(pt[i * 2]) * inv;
-        A->dout[HEAD_PT][i * 2 + 1] = 0.0f;
-        float ee = X[2] + eta[i] - y[3];
-        s_eta += w * huber(ee, 0.1f);
-        A->dout[HEAD_ETA][i] = w * huber_grad(ee, 0.1f) * inv;
-        float es = X[3] + phi[i * 2] - y[4], eo = X[4] + phi[i * 2 + 1] - y[5];
-        s_sin += w * huber(es, 0.1f);
-        s_cos += w * huber(eo, 0.1f);
-        A->dout[HEAD_PHI][i * 2] = w * huber_grad(es, 0.1f) * inv;
-        A->dout[HEAD_PHI][i * 2 + 1] = w * huber_grad(eo, 0.1f) * inv;
-        float pe = X[5] + en[i];
-        float eE = fabsf(pe) - y[6];
-        s_e += w * huber(eE, 1.0f);
-        A->dout[HEAD_E][i] = w * huber_grad(eE, 1.0f) * sgn(pe) * inv;
+    /* per-thread partial sums, added in thread order: the same bits every run */
+    const int max_t = omp_get_max_threads();
+    double part[max_t][MLPF_N_TERMS], terms[MLPF_N_TERMS] = {0};
+    int64_t okp[max_t], correct = 0;
+    memset(part, 0, sizeof part);
+    memset(okp, 0, sizeof okp);
+    int prev = prof_switch(PROF_LOSS), nt = 1;
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num();
+#pragma omp single
+        nt = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            mlpf_head_out o = {.logits = logits + i * nc, .charge = charge[i], .eta = eta[i],
+                               .energy = en[i], .phi = phi + i * 2, .pt = pt + i * 2};
+            mlpf_head_grad d = {.logits = A->dout[HEAD_ID] + i * nc, .charge = A->dout[HEAD_CH] + i,
+                                .eta = A->dout[HEAD_ETA] + i, .energy = A->dout[HEAD_E] + i,
+                                .phi = A->dout[HEAD_PHI] + i * 2, .pt = A->dout[HEAD_PT] + i * 2};
+            okp[t] += mlpf_loss_element(b->X + i * BATCH_X_COLS, b->y + i * BATCH_Y_COLS, nc, o, inv, d, part[t]);
+        }
     }
-    double sums[LOSS_N] = {0, s_cls, s_ch, s_pt, s_eta, s_sin, s_cos, s_e};
+    for (int t = 0; t < nt; t++) {
+        for (int k = 0; k < MLPF_N_TERMS; k++) terms[k] += part[t][k];
+        correct += okp[t];
+    }
     rep->loss[0] = 0.0;
     for (int k = 1; k < LOSS_N; k++) {
-        rep->loss[k] = sums[k] / (double)n_global;
+        rep->loss[k] = terms[k - 1] / (double)n_global;
         rep->loss[0] += rep->loss[k];
     }
     rep->n_rows = N;

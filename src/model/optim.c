@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "mathfn.h"
+
 int adam_init(adam_state *s, size_t n)
 {
     /* malloc and zero here rather than calloc: calloc's pages would be
@@ -45,9 +47,6 @@ void adam_update(const mlpf_config *c, adam_state *s, float *params, const float
     const int64_t n = (int64_t)s->n;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float g = grads[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        params[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
+        mlpf_adam_element(params + i, m + i, v + i, grads[i], b1, b2, lr_t, eps);
     }
 }
