@@ -5,6 +5,8 @@
  * cuBLAS (~0.1 s per process start). */
 #include "gpu.h"
 
+#include "backend.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@ static struct {
     int (*count)(char *, size_t);
     int (*describe)(int, gpu_info *, char *, size_t);
     double (*gemm_rate)(int, const char *, int, int, int, double, char *, size_t);
+    int (*backend_init)(backend *, const backend_opts *, const float *, const float *, char *, size_t);
     char why[4400];
 } lib;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -40,7 +43,8 @@ static void load(void)
     *(void **)&lib.count = dlsym(h, "mlpf_cuda_device_count");
     *(void **)&lib.describe = dlsym(h, "mlpf_cuda_describe");
     *(void **)&lib.gemm_rate = dlsym(h, "mlpf_cuda_gemm_rate");
-    if (!lib.count || !lib.describe || !lib.gemm_rate) {
+    *(void **)&lib.backend_init = dlsym(h, "mlpf_cuda_backend_init");
+    if (!lib.count || !lib.describe || !lib.gemm_rate || !lib.backend_init) {
         snprintf(lib.why, sizeof lib.why, "%.3000s lacks the mlpf_cuda_* functions (stale build?)", path);
         lib.count = NULL;
     }
@@ -64,4 +68,10 @@ int gpu_describe(int dev, gpu_info *out, char *err, size_t n)
 double gpu_gemm_rate(int dev, const char *precision, int M, int N, int K, double seconds, char *err, size_t n)
 {
     return loaded(err, n) ? lib.gemm_rate(dev, precision, M, N, K, seconds, err, n) : -1.0;
+}
+
+int cuda_backend_init(backend *be, const backend_opts *o, const float *params, const float *lsh, char *err,
+                      size_t n)
+{
+    return loaded(err, n) ? lib.backend_init(be, o, params, lsh, err, n) : -1;
 }

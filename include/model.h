@@ -6,19 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "batch.h"
 #include "config.h"
 #include "params.h"
-
-enum { LOSS_TOTAL, LOSS_CLS, LOSS_CHARGE, LOSS_PT, LOSS_ETA, LOSS_SIN_PHI, LOSS_COS_PHI,
-       LOSS_ENERGY, LOSS_N };
-extern const char *const LOSS_NAMES[LOSS_N];
-
-typedef struct {
-    double loss[LOSS_N]; /* component sums over this batch / n_global; [0] = their sum */
-    int64_t n_rows;      /* real elements in this batch */
-    int64_t n_correct;   /* elements whose argmax(logits) equals the target class */
-} loss_report;
 
 typedef struct act_arena act_arena;
 
@@ -40,9 +31,13 @@ typedef struct {
      * batch, so that the loss is the smooth function whose gradient backward
      * computes (the spec's "no gradient through hash, perm and stopgrad"). */
     int freeze_discrete;
+    /* When set, graph layer l takes its LSH buckets from forced_hash[l] (one
+     * per row of the batch) instead of hashing (the self-check's common
+     * binning); the sort into bins is done as usual. */
+    const int *const *forced_hash;
     /* Called during backward with a watermark w: every gradient at offsets
      * >= w (in floats) is final. Lets the all-reduce start early. */
-    void (*grad_ready)(void *ctx, size_t watermark);
+    grad_ready_fn grad_ready;
     void *grad_ready_ctx;
 } mlpf_model;
 

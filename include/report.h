@@ -9,7 +9,8 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "backend.h"
+#include "selfcheck.h"
 
 #define MLPF_VERSION "0.3.0"
 
@@ -33,12 +34,21 @@ typedef struct {
     long long batch_per_rank, train_events, valid_events, steps_per_epoch, seed;
     int64_t n_params;
     double bucket_mib;
+    /* the backend: what computes (the GPU's name, UUID and PCI bus id), and
+     * whether it is the CUDA host execution path of the tests */
+    const char *device_description, *gpu_uuid, *gpu_pci;
+    int emulated;
+    selfcheck_result self_check; /* ran == 0: not run (CPU, or --skip-self-check) */
     /* results, per completed epoch */
     int epochs;
     double *epoch_time, *throughput, *val_acc;
     double (*val_loss)[LOSS_N];
     char train_start[32], train_stop[32];
     double train_time, flops_per_event, flops_per_element, achieved_flops;
+    /* one epoch: the score is the throughput of its steps after the first
+     * score_warmup_steps (score_events events in score_seconds) */
+    long long score_warmup_steps, score_events;
+    double score_seconds;
     int64_t train_elements_seen, train_events_seen;
     /* every rank (rank 0 only) */
     rank_figures *ranks;

@@ -65,6 +65,10 @@ def main():
         mt = sum(st["throughput_per_epoch"][1:]) / (e - 1)
         assert abs(sc["mean_throughput"] - mt) <= 1e-9 * mt
         assert abs(sc["mean_epoch_time"] - sum(st["epoch_times"][1:]) / (e - 1)) <= 1e-9 * sc["mean_epoch_time"]
+    if e == 1:  # one epoch: scored after its warm-up steps, and the summary says so
+        sc = rep["wl-scores"]
+        assert "warm-up step" in st["score_basis"] and sc["mean_throughput"] > 0, (sc, st.get("score_basis"))
+        assert abs(sc["mean_epoch_time"] * sc["mean_throughput"] - st["train_set_size"]) <= 1e-6 * st["train_set_size"]
     assert st["batch_size_total"] == st["batch_size_per_device"] * n
     assert st["horovod_enabled"] == (n > 1)
     assert st["flops_per_event"] > 0 and st["achieved_flops"] > 0

@@ -36,13 +36,22 @@ assert a["validation_accuracy"] == b["validation_accuracy"], (a["validation_accu
 assert a["validation_loss"] == b["validation_loss"]
 PY
 
-# one epoch: no invented mean
+# one epoch: scored on the steps after a stated warm-up (hep-score needs a score)
 train 1 r1e --batch-size 2 --epochs 1 >/dev/null 2>&1
-/usr/bin/python3 - "$(summ r1e)" <<'PY' && ok "one epoch: no scores, a note says why" || bad "one-epoch summary"
+/usr/bin/python3 - "$(summ r1e)" <<'PY' && ok "one epoch: scored after 1 warm-up step, the summary says so" || bad "one-epoch summary"
 import json, sys
 s = json.load(open(sys.argv[1]))["report"]
-assert s["wl-scores"] == {} and "one epoch" in s["wl-stats"]["note"], s
+sc, st = s["wl-scores"], s["wl-stats"]
+assert set(sc) == {"mean_throughput", "mean_epoch_time"}, sc
+assert "after the first 1 warm-up step" in st["score_basis"] and "(4 events in" in st["score_basis"], st["score_basis"]
+# 6 events, batch 2: steps 2 and 3 count; their rate is faster than the whole epoch's
+assert sc["mean_throughput"] >= st["throughput_per_epoch"][0] * 0.8, (sc, st["throughput_per_epoch"])
+assert abs(sc["mean_epoch_time"] * sc["mean_throughput"] - 6) < 1e-6, sc
 PY
+train 1 r1few --batch-size 6 --epochs 1 >"$tmp/few" 2>&1; rc=$?
+[[ $rc -eq 1 ]] && grep -q "epochs 1 is scored on the steps after its first 1 warm-up step(s), and this run has 1 step(s): give it at least 2 steps" "$tmp/few" \
+    && ! grep -q "^epoch 1 step" "$tmp/few" && grep -q '"log": "--epochs 1 is scored' "$(summ r1few)" \
+    && ok "one epoch of one step: refused before training, naming the minimum" || bad "one-step epoch: rc $rc $(tail -2 "$tmp/few")"
 
 # failed runs leave a failed summary (no scores), exit non-zero
 if train 1 rmiss --data "$tmp/none" >/dev/null 2>&1; then bad "missing data accepted"
@@ -134,8 +143,8 @@ elif grep -q "checkpoint .*ck1 is damaged (CRC-32 mismatch)" "$tmp/obadck"; then
 else bad "damaged checkpoint: $(tail -2 "$tmp/obadck")"; fi
 
 # bad device/precision
-"$bin" train --device cuda >"$tmp/e" 2>&1; [[ $? -eq 2 ]] \
-    && grep -qE "^mlpfbench: --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA|[0-9]+ GPU\(s\) visible, but training on the GPU is not written yet)" "$tmp/e" \
+"$bin" train --device cuda --results "$tmp/rcuda" >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "device cuda" "$(summ rcuda)" \
+    && grep -qE "^mlpfbench: --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA)" "$tmp/e" \
     && ok "--device cuda refused clearly: $(cut -c1-120 "$tmp/e")" || bad "--device cuda: $(cat "$tmp/e")"
 "$bin" train --precision bf16 >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "needs a GPU" "$tmp/e" \
     && ok "--precision bf16 refused on the CPU backend" || bad "--precision bf16: $(cat "$tmp/e")"

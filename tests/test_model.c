@@ -307,7 +307,7 @@ typedef struct {
     int n, bad;
 } wm_log;
 
-static void on_ready(void *ctx, size_t w)
+static void on_ready(void *ctx, size_t w, const void *ev)
 {
     wm_log *l = ctx;
     if (w > l->last) {

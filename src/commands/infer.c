@@ -13,7 +13,8 @@
 #include "config.h"
 #include "dataset.h"
 #include "loader.h"
-#include "model.h"
+#include "backend.h"
+#include "gpu.h"
 #include "mpictx.h"
 #include "report.h"
 
@@ -28,6 +29,8 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  --data DIR        dataset directory (default data/default)\n"
+            "  --device cpu|cuda compute device (default cpu; cuda: GPU 0)\n"
+            "  --precision P     fp32, tf32 or bf16 (default fp32 on the CPU, tf32 on the GPU)\n"
             "  --preset NAME     model preset: %s (default hepscore22)\n"
             "  --batch-size B    events per forward pass (default 4)\n"
             "  --steps N         timed batches (default 4)\n"
@@ -41,7 +44,7 @@ static void usage(FILE *out)
 
 int cmd_infer(int argc, char **argv)
 {
-    const char *data = "data/default", *preset = "hepscore22", *json = NULL;
+    const char *data = "data/default", *preset = "hepscore22", *json = NULL, *device = "cpu", *precision = NULL;
     long long B = 4, steps = 4, warmup = 1, threads = 0, seed = 42;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -57,6 +60,19 @@ int cmd_infer(int argc, char **argv)
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--seed")) rc = cli_int(a, v, 0, (1LL << 62), &seed);
         else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);
+        else if (!strcmp(a, "--device")) {
+            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
+                fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
+                return 2;
+            }
+            device = v;
+        } else if (!strcmp(a, "--precision")) {
+            if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
+                fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
+                return 2;
+            }
+            precision = v;
+        }
         else {
             fprintf(stderr, "mlpfbench: unknown option '%s' (see mlpfbench infer --help)\n", a);
             return 2;
@@ -85,9 +101,19 @@ int cmd_infer(int argc, char **argv)
         dataset_close(&ds);
         return 1;
     }
-    mlpf_model m;
-    if (model_create(&m, &cfg, (uint64_t)seed) != 0) mlpf_fatal("cannot allocate the model");
-    model_set_forward_only(&m); /* no activations kept for a backward pass */
+    backend be;
+    backend_opts bo = {.device = device, .precision = precision, .gpu = 0, .forward_only = 1};
+    char err[600];
+    if (!strcmp(device, "cuda") && gpu_device_count(err, sizeof err) < 0) {
+        fprintf(stderr, "mlpfbench: --device cuda: %s\n", err);
+        dataset_close(&ds);
+        return 2;
+    }
+    if (backend_create(&be, &bo, &cfg, (uint64_t)seed, err, sizeof err) != 0) {
+        fprintf(stderr, "mlpfbench: %s\n", err);
+        dataset_close(&ds);
+        return 2;
+    }
     loader *l = loader_create(&ds, (int)B, 0, 1, (uint64_t)seed, 0, g_mpi.threads_ok);
     loader_begin_epoch(l, 0);
     int64_t *ids = malloc(sizeof(int64_t) * B);
@@ -102,23 +128,25 @@ int cmd_infer(int argc, char **argv)
         if (!loader_next(l, &b, ids, &n_ids)) break;
         loss_report r;
         double t0 = mlpf_now();
-        if (model_forward(&m, &b, b.n_rows, &r) != 0) mlpf_fatal("cannot allocate activations");
+        if (be.ops->forward(&be, &b, b.n_rows, &r) != 0 || be.ops->finish(&be, &r, NULL) != 0)
+            mlpf_fatal("%s", be.error);
         double dt = mlpf_now() - t0;
         if (s >= warmup) t_timed += dt, ev += n_ids, el += b.n_rows;
         batch_free(&b);
     }
     loader_drain(l);
     getrusage(RUSAGE_SELF, &ru);
-    double rss = ru.ru_maxrss / 1024.0, act = model_activation_bytes(&m) / 1048576.0;
+    double rss = ru.ru_maxrss / 1024.0, act = be.ops->activation_bytes(&be) / 1048576.0;
     double flops = model_flops_per_element(&cfg) * el / t_timed;
-    printf("infer: %s, %d thread(s), batch %lld: %lld events (%lld elements) in %.2f s: %.3f events/s, "
+    printf("infer: %s on %s (%s), %d thread(s), batch %lld: %lld events (%lld elements) in %.2f s: %.3f events/s, "
            "%.3f s/batch, %.1f GFLOP/s; activations %.0f MiB, peak RSS %.0f MiB (%.0f MiB before the "
-           "first batch)\n", preset, nt, B, (long long)ev, (long long)el, t_timed, ev / t_timed,
+           "first batch)\n", preset, be.description, be.precision, nt, B, (long long)ev, (long long)el, t_timed, ev / t_timed,
            t_timed / steps, flops / 1e9, act, rss, rss0);
     int rc = 0;
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-                              "mode", "inference", "preset", preset, "threads", nt, "batch_size",
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                              "mode", "inference", "preset", preset, "device", be.description,
+                              "precision", be.precision, "host_execution_path", be.emulated, "threads", nt, "batch_size",
                               (json_int_t)B, "steps", (json_int_t)steps, "events", (json_int_t)ev,
                               "elements", (json_int_t)el, "seconds", t_timed, "events_per_s",
                               ev / t_timed, "s_per_step", t_timed / steps, "flops", flops,
@@ -128,7 +156,7 @@ int cmd_infer(int argc, char **argv)
     }
     free(ids);
     loader_free(l);
-    model_free(&m);
+    backend_destroy(&be);
     dataset_close(&ds);
     return rc;
 }

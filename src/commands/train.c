@@ -1,4 +1,10 @@
-/* mlpfbench train: data-parallel training on a dataset of HDF5 shards. */
+/* mlpfbench train: data-parallel training on a dataset of HDF5 shards.
+ *
+ * cmd_train runs the phases a reader expects, each a function: parse the
+ * options, set the run up (report skeleton, guard, binding), open the data,
+ * create the backend (and self-check it on a GPU), reserve memory for the
+ * worst batch, resume, the epochs, the report. Everything it does with the
+ * model goes through the backend contract (include/backend.h). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -12,33 +18,38 @@
 
 #include <zlib.h>
 
-#include "clock.h"
 #include "allreduce.h"
+#include "backend.h"
 #include "batch.h"
 #include "binding.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "clock.h"
 #include "config.h"
 #include "dataset.h"
 #include "failpoint.h"
 #include "gpu.h"
 #include "guard.h"
 #include "loader.h"
-#include "model.h"
-#include "prof.h"
 #include "mpictx.h"
 #include "optim.h"
+#include "prof.h"
 #include "report.h"
+#include "selfcheck.h"
 #include "timeline.h"
 
 /* Fusion bucket size: see docs/benchmarks.md for the measurement behind it. */
 #define DEFAULT_BUCKET_MB 4.0
+/* --epochs 1: the score is the throughput after this many warm-up steps
+ * (unless --warmup-steps says otherwise) */
+#define ONE_EPOCH_WARMUP 1
 
 typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
     const char *checkpoint, *resume;
     long long batch_size, epochs, max_steps, warmup_steps, seed, threads, checkpoint_every;
     double lr, bucket_mb, log_every, timeout, data_timeout, collective_timeout;
+    int skip_self_check;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -55,15 +66,21 @@ static void train_usage(FILE *out)
             "options:\n"
             "  --data DIR          dataset directory (default data/default)\n"
             "  --results DIR       where mlpf_summary.json is written (default results)\n"
-            "  --device cpu|cuda   compute device (default cpu; training on the GPU is not\n"
-            "                      written yet: cuda says why it cannot run)\n"
-            "  --precision P       fp32 (the CPU backend's only precision; tf32, bf16 on GPUs)\n"
+            "  --device cpu|cuda   compute device (default cpu); cuda: one GPU per rank, the\n"
+            "                      rank's local index among the node's ranks\n"
+            "  --precision P       fp32, tf32 or bf16 (bf16 products with fp32 master weights,\n"
+            "                      accumulation and losses); default tf32 on the GPU; the CPU\n"
+            "                      computes in fp32\n"
+            "  --skip-self-check   on a GPU, do not compare one step of a fixed batch with the\n"
+            "                      CPU backend before training (the summary then says so)\n"
             "  --log-every S       progress: a line every S seconds (0: every step); default:\n"
             "                      a progress bar on a terminal, a line every 10 s otherwise\n"
             "  --preset NAME       model preset: %s (default hepscore22)\n"
             "  --batch-size B      events per step on each rank (default 4)\n"
             "  --epochs E          passes over the training events (default 2; the score is\n"
-            "                      the mean over epochs 2..E, epoch 1 being warm-up)\n"
+            "                      the mean over epochs 2..E, epoch 1 being warm-up; with one\n"
+            "                      epoch, the throughput after its first %d step(s), or after\n"
+            "                      --warmup-steps)\n"
             "  --max-steps S       stop after S steps in total (default 0: no limit)\n"
             "  --warmup-steps W    leave the first W steps out of the per-rank step figures\n"
             "                      (step time, time by kind, all-reduce, data wait) for a\n"
@@ -77,8 +94,9 @@ static void train_usage(FILE *out)
             "  --bucket-mb X       gradient all-reduce fusion bucket, MiB (default %g)\n"
             "  --checkpoint-every N  write a checkpoint every N steps (default 0: never)\n"
             "  --checkpoint FILE   where (default <results>/checkpoint.bin)\n"
-            "  --resume FILE       continue from a checkpoint (same preset and global batch):\n"
-            "                      the final weights equal those of an uninterrupted run\n"
+            "  --resume FILE       continue from a checkpoint (same preset and global batch,\n"
+            "                      written by either backend): the final weights equal those\n"
+            "                      of an uninterrupted run on the CPU backend\n"
             "  --timeout S         end the job with an error when no step finishes for S\n"
             "                      seconds (default 900, 0 = never)\n"
             "  --collective-timeout S  ... when one wait in a collective (gradient all-reduce,\n"
@@ -91,22 +109,25 @@ static void train_usage(FILE *out)
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
             "                      docs/parity-fixture.md) to F\n"
             "  -h, --help          this help\n",
-            mlpf_config_preset_names(), DEFAULT_BUCKET_MB);
+            mlpf_config_preset_names(), ONE_EPOCH_WARMUP, DEFAULT_BUCKET_MB);
 }
-
 
 static int parse(int argc, char **argv, train_opts *o)
 {
     *o = (train_opts){.preset = "hepscore22", .data = "data/default", .batch_size = 4,
                       .epochs = 2, .max_steps = 0, .seed = 42, .threads = 0, .lr = 0,
                       .bucket_mb = DEFAULT_BUCKET_MB, .bind = "auto",
-                      .results = "results", .device = "cpu", .precision = "fp32", .log_every = -1,
+                      .results = "results", .device = "cpu", .precision = NULL, .log_every = -1,
                       .timeout = 900, .data_timeout = 300, .collective_timeout = 300};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             if (g_mpi.rank == 0) train_usage(stdout);
             return 1;
+        }
+        if (!strcmp(a, "--skip-self-check")) {
+            o->skip_self_check = 1;
+            continue;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -127,25 +148,10 @@ static int parse(int argc, char **argv, train_opts *o)
                 fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
                 return -1;
             }
-            if (!strcmp(v, "cuda")) {
-                char err[512];
-                int n = gpu_device_count(err, sizeof err);
-                if (n < 0)
-                    fprintf(stderr, "mlpfbench: --device cuda: %s\n", err);
-                else
-                    fprintf(stderr, "mlpfbench: --device cuda: %d GPU(s) visible, but training on the GPU "
-                                    "is not written yet (only device discovery and gemm-bench are); "
-                                    "use --device cpu\n", n);
-                return -1;
-            }
             o->device = v;
         } else if (!strcmp(a, "--precision")) {
             if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
                 fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            if (strcmp(v, "fp32")) {
-                fprintf(stderr, "mlpfbench: --precision %s needs a GPU; the CPU backend computes in fp32\n", v);
                 return -1;
             }
             o->precision = v;
@@ -182,6 +188,11 @@ static int parse(int argc, char **argv, train_opts *o)
         if (rc != 0) return -1;
         i++;
     }
+    if (!strcmp(o->device, "cpu") && o->precision && strcmp(o->precision, "fp32")) {
+        fprintf(stderr, "mlpfbench: --precision %s needs a GPU; the CPU backend computes in fp32\n", o->precision);
+        return -1;
+    }
+    if (!o->precision) o->precision = strcmp(o->device, "cuda") ? "fp32" : "tf32";
     return 0;
 }
 
@@ -192,177 +203,7 @@ int train_check_options(int argc, char **argv)
     return parse(argc, argv, &o);
 }
 
-/* Sum a loss report over the ranks (each rank's losses are already divided
- * by the global element count). */
-static void reduce_report(loss_report *r)
-{
-    if (g_mpi.size == 1) return;
-    MPI_Allreduce(MPI_IN_PLACE, r->loss, LOSS_N, MPI_DOUBLE, MPI_SUM, g_mpi.comm);
-    int64_t v[2] = {r->n_rows, r->n_correct};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, g_mpi.comm);
-    r->n_rows = v[0];
-    r->n_correct = v[1];
-}
-
-static void on_grad_ready(void *ctx, size_t watermark) { grad_allreduce_ready(ctx, watermark); }
-
-static rank_figures fig; /* this rank's measurements, for the report */
-static long long cur_step;  /* for error messages */
-
-/* Forward (and backward) of this rank's part of a global batch; with a
- * gradient all-reduce, the gradients are summed over the ranks, overlapped
- * with backward. */
-static void run_batch(mlpf_model *m, const mlpf_batch *b, grad_allreduce *ar, loss_report *r)
-{
-    int64_t n_global = b->n_rows;
-    if (g_mpi.size > 1) {
-        guard_wait_begin(GUARD_COLLECTIVE, "the batch size reduction");
-        MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
-        guard_wait_end();
-    }
-    memset(r, 0, sizeof *r);
-    if (ar) {
-        model_zero_grad(m);
-        grad_allreduce_begin(ar);
-    }
-    double k0[PROF_N], k1[PROF_N];
-    prof_get(k0);
-    if (b->n_rows > 0) {
-        double t0 = mlpf_now();
-        if (model_forward(m, b, n_global, r) != 0) mlpf_fatal("cannot allocate activations");
-        for (int k = 1; k < LOSS_N; k++) /* this rank's part, before any reduction */
-            if (!isfinite(r->loss[k]))
-                mlpf_fatal("step %lld: the %s loss of this rank's events is %g (the model diverged "
-                           "or the data overflows float32)", cur_step, LOSS_NAMES[k], r->loss[k]);
-        double t1 = mlpf_now();
-        timeline_span(ar ? "forward" : "validation forward", TL_MAIN, t0, t1);
-        if (ar) {
-            fig.forward_s += t1 - t0;
-            model_backward(m, b);
-            double t2 = mlpf_now();
-            fig.backward_s += t2 - t1;
-            timeline_span("backward", TL_MAIN, t1, t2);
-        }
-    }
-    prof_get(k1);
-    if (ar)
-        for (int k = 1; k < PROF_N; k++) fig.kind_s[k] += k1[k] - k0[k];
-    if (ar) {
-        double t0 = mlpf_now();
-        guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
-        grad_allreduce_finish(ar);
-        guard_wait_end();
-        timeline_span("all-reduce wait", TL_MAIN, t0, mlpf_now());
-        int bad = model_first_nonfinite_grad(m);
-        if (bad >= 0)
-            mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
-                       m->layout.t[bad].name);
-    }
-    guard_wait_begin(GUARD_COLLECTIVE, "the loss reduction");
-    reduce_report(r);
-    guard_wait_end();
-}
-
-/* The next batch, its wait watched by the guard. */
-static int next_batch(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids, const char *what)
-{
-    char w[64];
-    snprintf(w, sizeof w, "the next %s batch", what);
-    guard_wait_begin(GUARD_DATA, w);
-    int more = loader_next(l, b, ids, n_ids);
-    guard_wait_end();
-    return more;
-}
-
-/* All ranks must start from the same weights: compare a checksum. */
-static void verify_same_weights(const mlpf_model *m)
-{
-    unsigned long crc = crc32(0L, (const Bytef *)m->params, (uInt)(m->layout.total * sizeof(float)));
-    unsigned long lo = crc, hi = crc;
-    if (g_mpi.size == 1) return;
-    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG, MPI_MIN, g_mpi.comm);
-    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG, MPI_MAX, g_mpi.comm);
-    if (lo != hi) mlpf_fatal("initial weights differ between ranks (CRC-32 %08lx here, range %08lx..%08lx)", crc, lo, hi);
-}
-
-static void print_losses(const loss_report *r)
-{
-    printf("loss %.7g [", r->loss[0]);
-    for (int k = 1; k < LOSS_N; k++) printf("%s %.4g%s", LOSS_NAMES[k], r->loss[k], k + 1 < LOSS_N ? " " : "]");
-    printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
-}
-
-/* The largest batch this rank can get: the B largest events of a split, their
- * elements and LSH bins. */
-static void worst_batch(const mlpf_model *m, const dataset_t *ds, int B, int64_t *rows_out, int64_t *bins_out)
-{
-    int64_t *top = calloc(B, sizeof(int64_t)); /* the B largest sizes, descending */
-    for (int s = 0; s < ds->n_shards; s++)
-        for (int64_t e = 0; e < ds->shards[s].events; e++) {
-            int64_t n = ds->shards[s].offsets[e + 1] - ds->shards[s].offsets[e];
-            for (int i = 0; i < B; i++)
-                if (n > top[i]) {
-                    memmove(top + i + 1, top + i, sizeof(int64_t) * (B - i - 1));
-                    top[i] = n;
-                    break;
-                }
-        }
-    int64_t rows = 0, bins = 0, S = m->cfg.bin_size;
-    for (int i = 0; i < B; i++) rows += top[i], bins += (top[i] + S - 1) / S;
-    free(top);
-    *rows_out = rows;
-    *bins_out = bins;
-}
-
-/* The shape the activations are planned for: the largest rows and bins of a
- * batch of either split (an upper bound of every batch this rank can get). */
-static void worst_shape(const mlpf_model *m, const dataset_t *train, const dataset_t *valid, int B,
-                        int64_t *rows, int64_t *bins)
-{
-    int64_t r1, b1, r2, b2;
-    worst_batch(m, train, B, &r1, &b1);
-    worst_batch(m, valid, B, &r2, &b2);
-    *rows = r1 > r2 ? r1 : r2;
-    *bins = b1 > b2 ? b1 : b2;
-}
-
-/* Allocate the activations of that shape before the first step (see
- * model_reserve). */
-static int reserve_activations(mlpf_model *m, int64_t rows, int64_t bins, int B)
-{
-    if (model_reserve(m, rows, bins, B) == 0) return 0;
-    mlpf_errorf("cannot allocate %.0f MiB of activations for a batch of %d events (%lld elements, "
-                "the largest of the dataset); use a smaller --batch-size",
-                model_activation_bytes_for(m, rows, bins, B) / 1048576.0, B, (long long)rows);
-    return 1;
-}
-
-/* Refuse, before training, a run that cannot fit in the memory available to
- * the ranks of this node. */
-static int check_memory(const mlpf_model *m, int64_t rows, int64_t bins, int B)
-{
-    size_t act = model_activation_bytes_for(m, rows, bins, B); /* what reserve_activations allocates */
-    double need = (double)act + 4.0 * m->layout.total * sizeof(float) + lsh_buffer_size(&m->cfg) * 4.0;
-    double avail = -1;
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lf kB", &avail) == 1) {
-            avail *= 1024.0;
-            break;
-        }
-    if (f) fclose(f);
-    if (avail <= 0) return 0; /* unknown: let the allocation decide */
-    double share = avail / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
-    if (need > 0.9 * share) {
-        mlpf_errorf("not enough memory: a batch of %d events needs %.0f MiB on each rank (model, "
-                    "optimizer and activations of the largest events), %.0f MiB is available to "
-                    "each of the %d rank(s) on %s; use a smaller --batch-size or more nodes",
-                    B, need / 1048576.0, share / 1048576.0, g_mpi.local_size, g_mpi.host);
-        return 1;
-    }
-    return 0;
-}
+/* ------------------------------------------------------------ the report */
 
 /* The report of this run, kept so that a fatal error can still write it. */
 static run_summary summary;
@@ -395,6 +236,219 @@ static int fail_collectively(void)
     return 1;
 }
 
+/* ------------------------------------------------------------ one step */
+
+static rank_figures fig;   /* this rank's measurements, for the report */
+static long long cur_step; /* for error messages */
+
+/* Sum a loss report over the ranks (each rank's losses are already divided
+ * by the global element count). */
+static void reduce_report(loss_report *r)
+{
+    if (g_mpi.size == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, r->loss, LOSS_N, MPI_DOUBLE, MPI_SUM, g_mpi.comm);
+    int64_t v[2] = {r->n_rows, r->n_correct};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+    r->n_rows = v[0];
+    r->n_correct = v[1];
+}
+
+static void check_loss(const loss_report *r)
+{
+    for (int k = 1; k < LOSS_N; k++) /* this rank's part, before any reduction */
+        if (!isfinite(r->loss[k]))
+            mlpf_fatal("step %lld: the %s loss of this rank's events is %g (the model diverged "
+                       "or the data overflows float32)", cur_step, LOSS_NAMES[k], r->loss[k]);
+}
+
+static void on_grad_ready(void *ctx, size_t watermark, const void *device_event)
+{
+    (void)device_event; /* the host all-reduce works on finished host memory */
+    grad_allreduce_ready(ctx, watermark);
+}
+
+/* The backend's cumulative figures, to take differences of around a step. */
+typedef struct {
+    double kind[PROF_N], phase[3];
+} backend_clock;
+
+static backend_clock backend_read(backend *be)
+{
+    backend_clock c;
+    be->ops->time_by_kind(be, c.kind);
+    be->ops->phase_seconds(be, c.phase);
+    return c;
+}
+
+/* The first half of a step on this rank's part of a global batch: forward,
+ * and for training backward (the all-reduce overlapped with it), the
+ * gradient check and the optimizer step. On an asynchronous backend this
+ * only enqueues the work: step_end waits for it. */
+static void step_begin(backend *be, const mlpf_batch *b, grad_allreduce *ar, loss_report *r)
+{
+    int64_t n_global = b->n_rows;
+    if (g_mpi.size > 1) {
+        guard_wait_begin(GUARD_COLLECTIVE, "the batch size reduction");
+        MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
+        guard_wait_end();
+    }
+    const int training = ar != NULL;
+    if (training) {
+        be->ops->zero_grad(be);
+        grad_allreduce_begin(ar);
+    }
+    double t0 = mlpf_now();
+    if (be->ops->forward(be, b, n_global, r) != 0) mlpf_fatal("step %lld: %s", cur_step, be->error);
+    if (!r->pending) check_loss(r);
+    double t1 = mlpf_now();
+    timeline_span(training ? "forward" : "validation forward", TL_MAIN, t0, t1);
+    if (!training) return;
+    be->ops->backward(be);
+    double t2 = mlpf_now();
+    timeline_span("backward", TL_MAIN, t1, t2);
+    guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
+    grad_allreduce_finish(ar);
+    guard_wait_end();
+    double t3 = mlpf_now();
+    timeline_span("all-reduce wait", TL_MAIN, t2, t3);
+    int bad = be->ops->check_grads(be);
+    if (bad >= 0)
+        mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
+                   be->layout.t[bad].name);
+    be->ops->optimizer_step(be);
+    timeline_span("optimizer", TL_MAIN, t3, mlpf_now());
+}
+
+/* The second half: wait for the step, check what was pending, sum the
+ * report over the ranks. */
+static void step_end(backend *be, loss_report *r)
+{
+    int bad = -1;
+    if (be->ops->finish(be, r, &bad) != 0) mlpf_fatal("step %lld: %s", cur_step, be->error);
+    check_loss(r);
+    if (bad >= 0)
+        mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
+                   be->layout.t[bad].name);
+    guard_wait_begin(GUARD_COLLECTIVE, "the loss reduction");
+    reduce_report(r);
+    guard_wait_end();
+}
+
+/* The next batch, its wait watched by the guard. */
+static int next_batch(loader *l, mlpf_batch *b, int64_t *ids, int *n_ids, const char *what)
+{
+    char w[64];
+    snprintf(w, sizeof w, "the next %s batch", what);
+    guard_wait_begin(GUARD_DATA, w);
+    int more = loader_next(l, b, ids, n_ids);
+    guard_wait_end();
+    return more;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+/* All ranks must start from the same weights: compare a checksum. */
+static void verify_same_weights(backend *be, float *host)
+{
+    if (g_mpi.size == 1) return;
+    be->ops->get_params(be, host);
+    unsigned long crc = crc32(0L, (const Bytef *)host, (uInt)(be->layout.total * sizeof(float)));
+    unsigned long lo = crc, hi = crc;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG, MPI_MIN, g_mpi.comm);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG, MPI_MAX, g_mpi.comm);
+    if (lo != hi) mlpf_fatal("initial weights differ between ranks (CRC-32 %08lx here, range %08lx..%08lx)", crc, lo, hi);
+}
+
+static void print_losses(const loss_report *r)
+{
+    printf("loss %.7g [", r->loss[0]);
+    for (int k = 1; k < LOSS_N; k++) printf("%s %.4g%s", LOSS_NAMES[k], r->loss[k], k + 1 < LOSS_N ? " " : "]");
+    printf(" acc %.4f", r->n_rows ? (double)r->n_correct / r->n_rows : 0.0);
+}
+
+/* The largest batch this rank can get: the B largest events of a split, their
+ * elements and LSH bins. */
+static void worst_batch(const mlpf_config *c, const dataset_t *ds, int B, int64_t *rows_out, int64_t *bins_out)
+{
+    int64_t *top = calloc(B, sizeof(int64_t)); /* the B largest sizes, descending */
+    for (int s = 0; s < ds->n_shards; s++)
+        for (int64_t e = 0; e < ds->shards[s].events; e++) {
+            int64_t n = ds->shards[s].offsets[e + 1] - ds->shards[s].offsets[e];
+            for (int i = 0; i < B; i++)
+                if (n > top[i]) {
+                    memmove(top + i + 1, top + i, sizeof(int64_t) * (B - i - 1));
+                    top[i] = n;
+                    break;
+                }
+        }
+    int64_t rows = 0, bins = 0, S = c->bin_size;
+    for (int i = 0; i < B; i++) rows += top[i], bins += (top[i] + S - 1) / S;
+    free(top);
+    *rows_out = rows;
+    *bins_out = bins;
+}
+
+/* The shape the activations are planned for: the largest rows and bins of a
+ * batch of either split (an upper bound of every batch this rank can get). */
+static void worst_shape(const mlpf_config *c, const dataset_t *train, const dataset_t *valid, int B,
+                        int64_t *rows, int64_t *bins)
+{
+    int64_t r1, b1, r2, b2;
+    worst_batch(c, train, B, &r1, &b1);
+    worst_batch(c, valid, B, &r2, &b2);
+    *rows = r1 > r2 ? r1 : r2;
+    *bins = b1 > b2 ? b1 : b2;
+}
+
+/* Refuse, before training, a run whose model and activations of the worst
+ * batch cannot fit in the memory of this rank's device (the host's memory
+ * shared among the node's ranks on the CPU, the GPU's free memory), then
+ * allocate the activations for it (no step allocates). */
+static int reserve_memory(backend *be, int64_t rows, int64_t bins, int B)
+{
+    const int gpu = !strcmp(be->device, "cuda");
+    double need = be->ops->bytes_for(be, rows, bins, B), avail = be->ops->bytes_free(be);
+    double share = gpu ? avail : avail / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+    if (avail > 0 && need > 0.9 * share) {
+        if (gpu)
+            mlpf_errorf("not enough GPU memory: a batch of %d events needs %.0f MiB on %s (model, optimizer "
+                        "and activations of the largest events), %.0f MiB is free there; use a smaller "
+                        "--batch-size", B, need / 1048576.0, be->description, share / 1048576.0);
+        else
+            mlpf_errorf("not enough memory: a batch of %d events needs %.0f MiB on each rank (model, "
+                        "optimizer and activations of the largest events), %.0f MiB is available to "
+                        "each of the %d rank(s) on %s; use a smaller --batch-size or more nodes",
+                        B, need / 1048576.0, share / 1048576.0, g_mpi.local_size, g_mpi.host);
+        return 1;
+    }
+    if (be->ops->reserve(be, rows, bins, B) == 0) return 0;
+    mlpf_errorf("%s (the largest batch of the dataset); use a smaller --batch-size", be->error);
+    return 1;
+}
+
+/* The device of this rank: CUDA devices visible and one of its own. */
+static int choose_device(const train_opts *o, int *gpu)
+{
+    *gpu = 0;
+    if (strcmp(o->device, "cuda")) return 0;
+    char err[512];
+    int n = gpu_device_count(err, sizeof err);
+    if (n < 0) {
+        mlpf_errorf("--device cuda: %s", err);
+        return 1;
+    }
+    if (g_mpi.size > 1) {
+        mlpf_errorf("--device cuda: training on several GPUs (NCCL) is not built yet; run one rank");
+        return 1;
+    }
+    *gpu = g_mpi.local_rank;
+    if (*gpu >= n) {
+        mlpf_errorf("--device cuda: local rank %d has no GPU of its own (%d visible)", g_mpi.local_rank, n);
+        return 1;
+    }
+    return 0;
+}
+
 /* Progress on rank 0: a bar on a terminal, else a line every few seconds. */
 typedef struct {
     int tty;
@@ -424,185 +478,272 @@ static void progress(progress_t *p, long long ep, long long epochs, long long st
     fflush(stdout);
 }
 
-int cmd_train(int argc, char **argv)
-{
+/* ------------------------------------------------------------ the run */
+
+/* Everything a run holds, for the phases below. */
+typedef struct {
     train_opts o;
-    int prc = parse(argc, argv, &o);
-    if (prc != 0) return prc > 0 ? 0 : 2;
-    const int root = g_mpi.rank == 0;
-    /* the report's skeleton first: every failure from here on is reported */
+    mlpf_config cfg;
+    binding_info bi;
+    int threads, root;
+    dataset_t train, valid;
+    int have_train, have_valid;
+    backend be;
+    int have_backend;
+    float *host_params; /* host copies, for checkpoints and checks */
+    adam_state host_opt;
+    checkpoint_header ck;
+    grad_allreduce *ar;
+    loader *lt, *lv;
+    long long steps_per_epoch, total_steps;
+} run_t;
+
+static void run_free(run_t *r)
+{
+    loader_free(r->lt);
+    loader_free(r->lv);
+    grad_allreduce_free(r->ar);
+    if (r->have_backend) backend_destroy(&r->be);
+    adam_free(&r->host_opt);
+    free(r->host_params);
+    if (r->have_train) dataset_close(&r->train);
+    if (r->have_valid) dataset_close(&r->valid);
+    free(summary.ranks);
+    free(summary.epoch_time);
+    free(summary.throughput);
+    free(summary.val_acc);
+    free(summary.val_loss);
+}
+
+/* The report's skeleton first (every failure from here on is reported), the
+ * guard, this rank's binding and threads. */
+static int setup_run(run_t *r, int argc, char **argv)
+{
     static char cmdline[8192];
     int off = snprintf(cmdline, sizeof cmdline, "mlpfbench");
     for (int i = 0; i < argc && off < (int)sizeof cmdline - 1; i++)
         off += snprintf(cmdline + off, sizeof cmdline - off, " %s", argv[i]);
-    snprintf(results_dir, sizeof results_dir, "%s", o.results);
-    summary = (run_summary){.command_line = cmdline, .preset = o.preset, .device = o.device,
-                            .precision = o.precision, .data_dir = o.data, .bind = o.bind,
-                            .world_size = g_mpi.size, .batch_per_rank = o.batch_size,
-                            .seed = o.seed, .bucket_mib = o.bucket_mb};
+    snprintf(results_dir, sizeof results_dir, "%s", r->o.results);
+    summary = (run_summary){.command_line = cmdline, .preset = r->o.preset, .device = r->o.device,
+                            .precision = r->o.precision, .data_dir = r->o.data, .bind = r->o.bind,
+                            .world_size = g_mpi.size, .batch_per_rank = r->o.batch_size,
+                            .seed = r->o.seed, .bucket_mib = r->o.bucket_mb};
     report_timestamp(summary.train_start, sizeof summary.train_start);
     mlpf_set_fatal_hook(write_failed_report);
-    guard_start(o.timeout, o.data_timeout, o.collective_timeout, write_failed_report);
+    guard_start(r->o.timeout, r->o.data_timeout, r->o.collective_timeout, write_failed_report);
+    if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(r->o.bind, "auto"), &r->bi) != 0))
+        return fail_collectively();
+    r->threads = (int)r->o.threads;
+    if (r->threads <= 0) {
+        r->threads = r->bi.bound ? r->bi.n_bound_cores : r->bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+        if (r->threads < 1) r->threads = 1;
+    }
+    omp_set_num_threads(r->threads);
+    openblas_set_num_threads(r->threads);
+    summary.threads_per_rank = r->threads;
+    mlpf_config_preset(r->o.preset, &r->cfg);
+    if (r->o.lr > 0) r->cfg.lr = (float)r->o.lr;
+    return 0;
+}
 
-    binding_info bi;
-    if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(o.bind, "auto"), &bi) != 0))
+static int open_data(run_t *r)
+{
+    if (dataset_open(&r->train, r->o.data, "train", g_mpi.comm) != 0) return fail_collectively();
+    r->have_train = 1;
+    if (dataset_open(&r->valid, r->o.data, "valid", g_mpi.comm) != 0) return fail_collectively();
+    r->have_valid = 1;
+    summary.train_events = r->train.events;
+    summary.valid_events = r->valid.events;
+    if (r->train.events < g_mpi.size) {
+        if (r->root)
+            mlpf_errorf("dataset %s has %lld training events, fewer than the %d ranks", r->o.data,
+                        (long long)r->train.events, g_mpi.size);
         return fail_collectively();
-    int threads = (int)o.threads;
-    if (threads <= 0) {
-        threads = bi.bound ? bi.n_bound_cores : bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
-        if (threads < 1) threads = 1;
     }
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
-    summary.threads_per_rank = threads;
-    mlpf_config cfg;
-    mlpf_config_preset(o.preset, &cfg);
-    if (o.lr > 0) cfg.lr = (float)o.lr;
+    return 0;
+}
 
-    dataset_t train, valid;
-    if (dataset_open(&train, o.data, "train", g_mpi.comm) != 0) return fail_collectively();
-    if (dataset_open(&valid, o.data, "valid", g_mpi.comm) != 0) {
-        dataset_close(&train);
-        return fail_collectively();
+/* The backend, the host copies of its state, and on a GPU the self-check. */
+static int create_backend(run_t *r, int gpu)
+{
+    backend_opts bo = {.device = r->o.device, .precision = r->o.precision, .gpu = gpu};
+    char err[600];
+    int bad = backend_create(&r->be, &bo, &r->cfg, (uint64_t)r->o.seed, err, sizeof err) != 0;
+    if (bad) mlpf_errorf("%s", err);
+    else r->have_backend = 1;
+    if (mpictx_any(bad)) return fail_collectively();
+    summary.n_params = (int64_t)r->be.layout.total;
+    summary.device_description = r->be.description;
+    summary.gpu_uuid = r->be.gpu_uuid;
+    summary.gpu_pci = r->be.gpu_pci;
+    summary.emulated = r->be.emulated;
+    r->host_params = malloc(r->be.layout.total * sizeof(float));
+    if (!r->host_params || adam_init(&r->host_opt, r->be.layout.total) != 0)
+        mlpf_fatal("cannot allocate the host copies of the model (%s)", r->cfg.preset);
+    if (r->root && r->be.emulated)
+        printf("mlpfbench: %s: the CUDA kernels run on the CPU through the host execution path of the "
+               "tests; nothing this run measures is a GPU figure\n", r->be.description);
+    if (strcmp(r->be.device, "cuda")) return 0;
+    selfcheck_result *sc = &summary.self_check;
+    if (r->o.skip_self_check) {
+        snprintf(sc->message, sizeof sc->message, "self-check skipped (--skip-self-check)");
+        if (r->root) printf("  %s\n", sc->message);
+        return 0;
     }
-    summary.train_events = train.events;
-    summary.valid_events = valid.events;
-    if (train.events < g_mpi.size) {
-        if (root)
-            mlpf_errorf("dataset %s has %lld training events, fewer than the %d ranks", o.data,
-                        (long long)train.events, g_mpi.size);
-        dataset_close(&train);
-        dataset_close(&valid);
-        return fail_collectively();
+    bad = selfcheck_run(&r->be, (uint64_t)r->o.seed, sc) != 0 || !sc->passed;
+    if (r->root) printf("  %s (%.1f s)\n", sc->message, sc->seconds);
+    if (bad) mlpf_errorf("%s", sc->message);
+    if (mpictx_any(bad)) return fail_collectively();
+    return 0;
+}
+
+/* resume: rank 0 reads and checks the checkpoint, every rank gets it */
+static int resume(run_t *r)
+{
+    if (!r->o.resume) return 0;
+    const train_opts *o = &r->o;
+    checkpoint_header *ck = &r->ck;
+    int bad = r->root ? checkpoint_read(o->resume, r->cfg.preset, (int64_t)r->be.layout.total, ck,
+                                        r->host_params, &r->host_opt)
+                      : 0;
+    if (!bad && r->root && ck->world_size * ck->batch_per_rank != g_mpi.size * o->batch_size) {
+        mlpf_errorf("checkpoint %s was written with a global batch of %lld (%lld ranks x %lld); "
+                    "resume with the same global batch", o->resume,
+                    (long long)(ck->world_size * ck->batch_per_rank), (long long)ck->world_size,
+                    (long long)ck->batch_per_rank);
+        bad = 1;
     }
-    mlpf_model m;
-    adam_state opt;
-    if (model_create(&m, &cfg, (uint64_t)o.seed) != 0 || adam_init(&opt, m.layout.total) != 0)
-        mlpf_fatal("cannot allocate the model (%s)", cfg.preset);
-    summary.n_params = (int64_t)m.layout.total;
-    int64_t worst_rows, worst_bins;
-    worst_shape(&m, &train, &valid, (int)o.batch_size, &worst_rows, &worst_bins);
-    if (mpictx_any(check_memory(&m, worst_rows, worst_bins, (int)o.batch_size) != 0 ||
-                   reserve_activations(&m, worst_rows, worst_bins, (int)o.batch_size) != 0)) {
-        model_free(&m);
-        adam_free(&opt);
-        dataset_close(&train);
-        dataset_close(&valid);
-        return fail_collectively();
+    if (!bad && r->root && ck->seed != o->seed) {
+        mlpf_errorf("checkpoint %s was written with --seed %lld; resume with the same seed", o->resume,
+                    (long long)ck->seed);
+        bad = 1;
     }
-    /* resume: rank 0 reads and checks the checkpoint, every rank gets it */
-    checkpoint_header ck = {0};
-    if (o.resume) {
-        int bad = root ? checkpoint_read(o.resume, cfg.preset, (int64_t)m.layout.total, &ck, m.params, &opt) : 0;
-        if (!bad && root && ck.world_size * ck.batch_per_rank != g_mpi.size * o.batch_size) {
-            mlpf_errorf("checkpoint %s was written with a global batch of %lld (%lld ranks x %lld); "
-                        "resume with the same global batch", o.resume,
-                        (long long)(ck.world_size * ck.batch_per_rank), (long long)ck.world_size,
-                        (long long)ck.batch_per_rank);
-            bad = 1;
-        }
-        if (!bad && root && ck.seed != o.seed) {
-            mlpf_errorf("checkpoint %s was written with --seed %lld; resume with the same seed",
-                        o.resume, (long long)ck.seed);
-            bad = 1;
-        }
-        if (mpictx_any(bad)) {
-            model_free(&m);
-            adam_free(&opt);
-            dataset_close(&train);
-            dataset_close(&valid);
-            return fail_collectively();
-        }
-        MPI_Bcast(&ck, (int)sizeof ck, MPI_BYTE, 0, g_mpi.comm);
-        MPI_Bcast(m.params, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
-        MPI_Bcast(opt.m, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
-        MPI_Bcast(opt.v, (int)m.layout.total, MPI_FLOAT, 0, g_mpi.comm);
-        opt.step = ck.adam_step;
-        if (root)
-            printf("  resuming from %s: epoch %lld, step %lld of it, %lld steps done\n", o.resume,
-                   (long long)ck.epoch + 1, (long long)ck.step_in_epoch, (long long)ck.steps_done);
+    if (mpictx_any(bad)) return fail_collectively();
+    const int n = (int)r->be.layout.total;
+    MPI_Bcast(ck, (int)sizeof *ck, MPI_BYTE, 0, g_mpi.comm);
+    MPI_Bcast(r->host_params, n, MPI_FLOAT, 0, g_mpi.comm);
+    MPI_Bcast(r->host_opt.m, n, MPI_FLOAT, 0, g_mpi.comm);
+    MPI_Bcast(r->host_opt.v, n, MPI_FLOAT, 0, g_mpi.comm);
+    r->be.ops->set_params(&r->be, r->host_params);
+    r->be.ops->set_adam(&r->be, r->host_opt.m, r->host_opt.v, ck->adam_step);
+    if (r->root)
+        printf("  resuming from %s: epoch %lld, step %lld of it, %lld steps done\n", o->resume,
+               (long long)ck->epoch + 1, (long long)ck->step_in_epoch, (long long)ck->steps_done);
+    return 0;
+}
+
+static void write_checkpoint(run_t *r, const char *path, long long step, long long ep, long long sie)
+{
+    checkpoint_header h = {.n_params = (int64_t)r->be.layout.total, .steps_done = step, .epoch = ep,
+                           .step_in_epoch = sie, .seed = r->o.seed, .world_size = g_mpi.size,
+                           .batch_per_rank = r->o.batch_size};
+    snprintf(h.preset, sizeof h.preset, "%s", r->cfg.preset);
+    int bad = 0;
+    if (r->root) {
+        r->be.ops->get_params(&r->be, r->host_params);
+        r->be.ops->get_adam(&r->be, r->host_opt.m, r->host_opt.v, &r->host_opt.step);
+        h.adam_step = r->host_opt.step;
+        bad = checkpoint_write(path, &h, r->host_params, &r->host_opt);
     }
-    verify_same_weights(&m);
-    grad_allreduce *ar = grad_allreduce_create(m.grads, m.layout.total, (size_t)(o.bucket_mb * 1048576.0), g_mpi.comm);
-    m.grad_ready = on_grad_ready;
-    m.grad_ready_ctx = ar;
-    int prefetch = g_mpi.threads_ok;
-    loader *lt = loader_create(&train, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 1, prefetch);
-    loader *lv = loader_create(&valid, (int)o.batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o.seed, 0, prefetch);
-    long long steps_per_epoch = loader_steps(lt), total_steps = steps_per_epoch * o.epochs;
-    if (o.max_steps > 0 && o.max_steps < total_steps) total_steps = o.max_steps;
-    if (o.warmup_steps > 0 && total_steps > ck.steps_done && o.warmup_steps >= total_steps - ck.steps_done) {
-        if (root) /* the same on every rank */
-            mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
-                        o.warmup_steps, total_steps - ck.steps_done);
-        loader_free(lt);
-        loader_free(lv);
-        grad_allreduce_free(ar);
-        model_free(&m);
-        adam_free(&opt);
-        dataset_close(&train);
-        dataset_close(&valid);
-        return fail_collectively();
-    }
-    summary.steps_per_epoch = steps_per_epoch;
-    summary.epoch_time = calloc(o.epochs, sizeof(double));
-    summary.throughput = calloc(o.epochs, sizeof(double));
-    summary.val_acc = calloc(o.epochs, sizeof(double));
-    summary.val_loss = calloc(o.epochs, sizeof *summary.val_loss);
-    if (root) {
-        printf("mlpfbench train: preset %s, %zu trainable parameters\n", cfg.preset, m.layout.total);
-        printf("  data %s: %lld training events (%lld elements), %lld validation events\n", o.data,
-               (long long)train.events, (long long)train.elements, (long long)valid.events);
+    if (mpictx_any(bad)) mlpf_fatal("step %lld: cannot write the checkpoint %s", step, path);
+}
+
+static void print_setup(const run_t *r)
+{
+    if (r->root) {
+        printf("mlpfbench train: preset %s, %zu trainable parameters, %s (%s, %s)\n", r->cfg.preset,
+               r->be.layout.total, r->be.device, r->be.description, r->be.precision);
+        printf("  data %s: %lld training events (%lld elements), %lld validation events\n", r->o.data,
+               (long long)r->train.events, (long long)r->train.elements, (long long)r->valid.events);
         printf("  %d rank(s) x batch %lld = global batch %lld, %lld steps/epoch, %lld epoch(s), "
                "%d threads/rank, lr %g, seed %lld%s\n",
-               g_mpi.size, o.batch_size, o.batch_size * g_mpi.size, steps_per_epoch, o.epochs,
-               threads, cfg.lr, o.seed, prefetch ? "" : " (no prefetch: MPI lacks thread support)");
+               g_mpi.size, r->o.batch_size, r->o.batch_size * g_mpi.size, r->steps_per_epoch, r->o.epochs,
+               r->threads, r->cfg.lr, r->o.seed, g_mpi.threads_ok ? "" : " (no prefetch: MPI lacks thread support)");
     }
     /* every rank's actual binding, gathered to rank 0 */
-    char *all = root ? malloc((size_t)g_mpi.size * 320) : NULL;
+    char *all = r->root ? malloc((size_t)g_mpi.size * 320) : NULL;
     char mine[320];
-    snprintf(mine, sizeof mine, "%.60s:%.250s", g_mpi.host, bi.cpus[0] ? bi.cpus : "?");
+    snprintf(mine, sizeof mine, "%.60s:%.250s", g_mpi.host, r->bi.cpus[0] ? r->bi.cpus : "?");
     MPI_Gather(mine, 320, MPI_CHAR, all, 320, MPI_CHAR, 0, g_mpi.comm);
-    if (root) {
-        printf("  binding (%s):", o.bind);
-        for (int r = 0; r < g_mpi.size && r < 16; r++) printf(" rank %d %s%s", r, all + r * 320, r + 1 < g_mpi.size ? "," : "");
+    if (r->root) {
+        printf("  binding (%s):", r->o.bind);
+        for (int k = 0; k < g_mpi.size && k < 16; k++)
+            printf(" rank %d %s%s", k, all + k * 320, k + 1 < g_mpi.size ? "," : "");
         printf("%s\n", g_mpi.size > 16 ? " ..." : "");
         fflush(stdout);
         free(all);
     }
+}
 
-    if (o.timeline) timeline_start(g_mpi.comm);
+/* Validation after an epoch: forward only, all validation events. */
+static void validate(run_t *r, int64_t *ids, loss_report *tot)
+{
+    loader_begin_epoch(r->lv, 0);
+    memset(tot, 0, sizeof *tot);
+    mlpf_batch b;
+    int n_ids;
+    while (next_batch(r->lv, &b, ids, &n_ids, "validation")) {
+        loss_report lr;
+        step_begin(&r->be, &b, NULL, &lr);
+        step_end(&r->be, &lr);
+        /* lr is normalised by this global batch's count: weight it back */
+        for (int k = 0; k < LOSS_N; k++) tot->loss[k] += lr.loss[k] * lr.n_rows;
+        tot->n_rows += lr.n_rows;
+        tot->n_correct += lr.n_correct;
+        batch_free(&b);
+        guard_progress("a validation batch");
+    }
+    for (int k = 0; k < LOSS_N; k++) tot->loss[k] /= tot->n_rows > 0 ? tot->n_rows : 1;
+}
+
+/* The epochs. Returns the number of steps done. */
+static long long train_epochs(run_t *r)
+{
+    const train_opts *o = &r->o;
+    backend *be = &r->be;
+    if (o->timeline) timeline_start(g_mpi.comm);
     /* a bar only on a real terminal: launchers (mpirun's pseudo-terminal, srun,
      * batch jobs) get plain lines */
-    progress_t prog = {.tty = isatty(STDOUT_FILENO) && !g_mpi.launched, .every = o.log_every};
-    int64_t *ids = malloc(sizeof(int64_t) * o.batch_size);
-    long long step = ck.steps_done, events_done = 0;
+    progress_t prog = {.tty = isatty(STDOUT_FILENO) && !g_mpi.launched, .every = o->log_every};
+    int64_t *ids = malloc(sizeof(int64_t) * o->batch_size), *ids_next = malloc(sizeof(int64_t) * o->batch_size);
+    long long step = r->ck.steps_done, events_done = 0;
     char ckpt_path[4200];
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", o.results);
-    if (o.checkpoint) snprintf(ckpt_path, sizeof ckpt_path, "%s", o.checkpoint);
-    if (o.checkpoint_every > 0 && root) mkdir(o.results, 0755);
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", o->results);
+    if (o->checkpoint) snprintf(ckpt_path, sizeof ckpt_path, "%s", o->checkpoint);
+    if (o->checkpoint_every > 0 && r->root) mkdir(o->results, 0755);
     int64_t elements_done = 0;
     loader_stats ls_warm = {0}; /* figures at the end of the warm-up steps */
     allreduce_stats as_warm = {0};
+    /* --epochs 1: the throughput after the warm-up steps is the score */
+    const long long score_warm = o->warmup_steps > 0 ? o->warmup_steps : ONE_EPOCH_WARMUP;
+    double t_score = 0;
+    long long ev_score = 0;
     double t_start = mlpf_now();
-    for (long long ep = ck.epoch; ep < o.epochs && step < total_steps; ep++) {
-        long long sie = ep == ck.epoch ? ck.step_in_epoch : 0; /* steps done in this epoch */
-        loader_begin_epoch_at(lt, (int)ep, sie);
-        mlpf_batch b;
-        int n_ids;
+    for (long long ep = r->ck.epoch; ep < o->epochs && step < r->total_steps; ep++) {
+        long long sie = ep == r->ck.epoch ? r->ck.step_in_epoch : 0; /* steps done in this epoch */
+        loader_begin_epoch_at(r->lt, (int)ep, sie);
+        mlpf_batch b, nb;
+        int n_ids, n_next;
         double t_ep = mlpf_now();
         long long ev_ep = 0;
-        while (step < total_steps && next_batch(lt, &b, ids, &n_ids, "training")) {
+        int have = next_batch(r->lt, &b, ids, &n_ids, "training");
+        if (have && be->ops->stage) be->ops->stage(be, &b);
+        while (step < r->total_steps && have) {
             double t0 = mlpf_now();
-            loss_report r;
+            loss_report lr;
             cur_step = step + 1;
             if (failpoint("stall-step", cur_step, g_mpi.rank)) failpoint_stall();
-            run_batch(&m, &b, ar, &r);
-            double t_opt = mlpf_now();
-            adam_update(&cfg, &opt, m.params, m.grads);
-            double t_opt_end = mlpf_now();
-            fig.optimizer_s += t_opt_end - t_opt;
-            timeline_span("optimizer", TL_MAIN, t_opt, t_opt_end);
+            backend_clock c0 = backend_read(be);
+            step_begin(be, &b, r->ar, &lr);
+            /* the next batch while this step runs (the device copies it now) */
+            int have_next = step + 1 < r->total_steps && next_batch(r->lt, &nb, ids_next, &n_next, "training");
+            if (have_next && be->ops->stage) be->ops->stage(be, &nb);
+            step_end(be, &lr);
+            backend_clock c1 = backend_read(be);
+            for (int k = 1; k < PROF_N; k++) fig.kind_s[k] += c1.kind[k] - c0.kind[k];
+            fig.forward_s += c1.phase[0] - c0.phase[0];
+            fig.backward_s += c1.phase[1] - c0.phase[1];
+            fig.optimizer_s += c1.phase[2] - c0.phase[2];
             long long n_ev = n_ids;
             guard_wait_begin(GUARD_COLLECTIVE, "the event count reduction");
             if (g_mpi.size > 1) MPI_Allreduce(MPI_IN_PLACE, &n_ev, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
@@ -613,59 +754,48 @@ int cmd_train(int argc, char **argv)
             fig.events += n_ids;
             fig.elements += b.n_rows;
             step++;
-            if (step - ck.steps_done == o.warmup_steps) { /* the steady state starts here */
+            if (step - r->ck.steps_done == o->warmup_steps) { /* the steady state starts here */
                 rank_figures zero = {0};
                 fig = zero;
-                fig.warmup_steps = o.warmup_steps;
-                ls_warm = loader_get_stats(lt);
-                if (ar) as_warm = grad_allreduce_stats(ar);
+                fig.warmup_steps = o->warmup_steps;
+                ls_warm = loader_get_stats(r->lt);
+                as_warm = grad_allreduce_stats(r->ar);
+            }
+            if (ep == 0 && sie + 1 > score_warm) { /* one epoch: after its warm-up */
+                t_score += dt;
+                ev_score += n_ev;
             }
             events_done += n_ev;
-            elements_done += r.n_rows;
+            elements_done += lr.n_rows;
             ev_ep += n_ev;
-            if (root) {
+            if (r->root) {
                 double rate = events_done / (mlpf_now() - t_start);
-                double eta = (mlpf_now() - t_start) / step * (total_steps - step);
-                progress(&prog, ep + 1, o.epochs, step, total_steps, &r, rate, eta, step == total_steps);
+                double eta = (mlpf_now() - t_start) / (step - r->ck.steps_done) * (r->total_steps - step);
+                progress(&prog, ep + 1, o->epochs, step, r->total_steps, &lr, rate, eta, step == r->total_steps);
             }
             batch_free(&b);
+            b = nb;
+            memcpy(ids, ids_next, sizeof(int64_t) * o->batch_size);
+            n_ids = n_next;
+            have = have_next;
             sie++;
-            if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
-                checkpoint_header h = {.n_params = (int64_t)m.layout.total, .steps_done = step,
-                                       .epoch = ep, .step_in_epoch = sie, .adam_step = opt.step,
-                                       .seed = o.seed, .world_size = g_mpi.size,
-                                       .batch_per_rank = o.batch_size};
-                snprintf(h.preset, sizeof h.preset, "%s", cfg.preset);
-                int bad = root ? checkpoint_write(ckpt_path, &h, m.params, &opt) : 0;
-                if (mpictx_any(bad)) mlpf_fatal("step %lld: cannot write the checkpoint %s", step, ckpt_path);
-            }
+            if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0) write_checkpoint(r, ckpt_path, step, ep, sie);
             char where[64];
             snprintf(where, sizeof where, "step %lld", step);
             guard_progress(where);
         }
-        loader_drain(lt); /* a prefetch in flight when --max-steps ends the epoch */
+        if (have) batch_free(&b);
+        loader_drain(r->lt); /* a prefetch in flight when --max-steps ends the epoch */
         double ep_time = mlpf_now() - t_ep;
-        /* validation: forward only, all validation events */
-        loader_begin_epoch(lv, 0);
-        loss_report tot = {0};
-        while (next_batch(lv, &b, ids, &n_ids, "validation")) {
-            loss_report r;
-            run_batch(&m, &b, NULL, &r);
-            /* r is normalised by this global batch's count: weight it back */
-            for (int k = 0; k < LOSS_N; k++) tot.loss[k] += r.loss[k] * r.n_rows;
-            tot.n_rows += r.n_rows;
-            tot.n_correct += r.n_correct;
-            batch_free(&b);
-            guard_progress("a validation batch");
-        }
-        for (int k = 0; k < LOSS_N; k++) tot.loss[k] /= tot.n_rows > 0 ? tot.n_rows : 1;
+        loss_report tot;
+        validate(r, ids, &tot);
         summary.epoch_time[ep] = ep_time;
         summary.throughput[ep] = ev_ep / ep_time;
         summary.val_acc[ep] = tot.n_rows ? (double)tot.n_correct / tot.n_rows : 0.0;
         memcpy(summary.val_loss[ep], tot.loss, sizeof tot.loss);
         summary.epochs = (int)ep + 1;
-        if (root) {
-            if (prog.tty && prog.every < 0 && step != total_steps) putchar('\n'); /* end the bar */
+        if (r->root) {
+            if (prog.tty && prog.every < 0 && step != r->total_steps) putchar('\n'); /* end the bar */
             printf("validation epoch %lld: ", ep + 1);
             print_losses(&tot);
             printf(" (%lld elements); epoch time %.1f s, %.3f events/s\n", (long long)tot.n_rows,
@@ -674,22 +804,23 @@ int cmd_train(int argc, char **argv)
         }
     }
     double elapsed = mlpf_now() - t_start;
+    if (summary.epochs == 1 && t_score > 0) { /* the one-epoch score (ranks agree: same steps) */
+        MPI_Allreduce(MPI_IN_PLACE, &t_score, 1, MPI_DOUBLE, MPI_MAX, g_mpi.comm);
+        summary.score_warmup_steps = score_warm;
+        summary.score_events = ev_score;
+        summary.score_seconds = t_score;
+    }
     report_timestamp(summary.train_stop, sizeof summary.train_stop);
     summary.train_time = elapsed;
     summary.train_events_seen = events_done;
     summary.train_elements_seen = elements_done;
-    summary.flops_per_element = 3.0 * model_flops_per_element(&cfg); /* forward + backward */
+    summary.flops_per_element = 3.0 * model_flops_per_element(&r->cfg); /* forward + backward */
     summary.flops_per_event = summary.flops_per_element * (events_done ? (double)elements_done / events_done : 0.0);
-    summary.achieved_flops = 3.0 * model_flops_per_element(&cfg) * elements_done / elapsed;
-    loader_stats ls = loader_get_stats(lt);
-    allreduce_stats as = grad_allreduce_stats(ar);
-    /* this rank's figures, gathered to rank 0 */
-    fig.rank = g_mpi.rank;
-    fig.local_rank = g_mpi.local_rank;
-    fig.threads = threads;
-    snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
-    snprintf(fig.cpus, sizeof fig.cpus, "%.127s", bi.cpus);
-    ls.wait_s -= ls_warm.wait_s; /* the steady state only (--warmup-steps) */
+    summary.achieved_flops = summary.flops_per_element * elements_done / elapsed;
+    /* this rank's figures, the steady state only (--warmup-steps) */
+    loader_stats ls = loader_get_stats(r->lt);
+    allreduce_stats as = grad_allreduce_stats(r->ar);
+    ls.wait_s -= ls_warm.wait_s;
     ls.read_s -= ls_warm.read_s;
     ls.bytes -= ls_warm.bytes;
     as.total_s -= as_warm.total_s;
@@ -702,17 +833,11 @@ int cmd_train(int argc, char **argv)
     fig.bytes_read = ls.bytes;
     fig.allreduce_s = as.total_s;
     fig.allreduce_exposed_s = as.exposed_s;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    fig.peak_rss_mib = ru.ru_maxrss / 1024.0;
-    fig.activation_mib = model_activation_bytes(&m) / 1048576.0;
-    summary.ranks = root ? calloc(g_mpi.size, sizeof(rank_figures)) : NULL;
-    MPI_Gather(&fig, (int)sizeof fig, MPI_BYTE, summary.ranks, (int)sizeof fig, MPI_BYTE, 0, g_mpi.comm);
-    if (root) {
+    if (r->root) {
         printf("done: %lld steps, %lld events in %.1f s, %.3f events/s; rank 0 read %.1f MiB in "
                "%.2f s, waited %.2f s for data; activations %.0f MiB\n",
                step, events_done, elapsed, events_done / elapsed, ls.bytes / 1048576.0, ls.read_s,
-               ls.wait_s, model_activation_bytes(&m) / 1048576.0);
+               ls.wait_s, be->ops->activation_bytes(be) / 1048576.0);
         printf("time by kind of work (rank 0, training steps):");
         for (int k = 1; k < PROF_N; k++) printf(" %s %.2f s,", PROF_NAMES[k], fig.kind_s[k]);
         printf(" optimizer %.2f s, data wait %.2f s, all-reduce exposed %.2f s; step time %.2f s\n",
@@ -720,38 +845,117 @@ int cmd_train(int argc, char **argv)
         if (g_mpi.size > 1 && as.steps > 0)
             printf("gradient all-reduce (rank 0): %lld steps x %lld buckets of %g MiB, %.3f s per "
                    "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n",
-                   (long long)as.steps, (long long)(as.buckets / as.steps), o.bucket_mb,
+                   (long long)as.steps, (long long)(as.buckets / as.steps), o->bucket_mb,
                    as.total_s / as.steps, as.exposed_s / as.steps,
                    as.total_s > 0 ? 100.0 * (1.0 - as.exposed_s / as.total_s) : 0.0,
                    allreduce_busbw((double)as.bytes, as.total_s, g_mpi.size) / 1e9);
     }
-    grad_allreduce_free(ar);
+    free(ids);
+    free(ids_next);
+    return step;
+}
+
+/* This rank's figures gathered to rank 0, the weights, the summary. */
+static int finish_run(run_t *r)
+{
+    fig.rank = g_mpi.rank;
+    fig.local_rank = g_mpi.local_rank;
+    fig.threads = r->threads;
+    snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
+    snprintf(fig.cpus, sizeof fig.cpus, "%.127s", r->bi.cpus);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fig.peak_rss_mib = ru.ru_maxrss / 1024.0;
+    fig.activation_mib = r->be.ops->activation_bytes(&r->be) / 1048576.0;
+    summary.ranks = r->root ? calloc(g_mpi.size, sizeof(rank_figures)) : NULL;
+    MPI_Gather(&fig, (int)sizeof fig, MPI_BYTE, summary.ranks, (int)sizeof fig, MPI_BYTE, 0, g_mpi.comm);
     int rc = 0;
-    if (o.timeline && timeline_write(o.timeline, g_mpi.comm, g_mpi.host) != 0) rc = 1;
-    if (root && o.save_weights) { /* temporary file, then rename: never half-written */
+    if (r->o.timeline && timeline_write(r->o.timeline, g_mpi.comm, g_mpi.host) != 0) rc = 1;
+    if (r->root && r->o.save_weights) { /* temporary file, then rename: never half-written */
         char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", o.save_weights);
+        snprintf(tmp, sizeof tmp, "%s.tmp", r->o.save_weights);
+        r->be.ops->get_params(&r->be, r->host_params);
         FILE *f = fopen(tmp, "wb");
-        if (!f || fwrite(m.params, sizeof(float), m.layout.total, f) != m.layout.total ||
-            fclose(f) != 0 || rename(tmp, o.save_weights) != 0) {
-            fprintf(stderr, "mlpfbench: cannot write %s\n", o.save_weights);
+        if (!f || fwrite(r->host_params, sizeof(float), r->be.layout.total, f) != r->be.layout.total ||
+            fclose(f) != 0 || rename(tmp, r->o.save_weights) != 0) {
+            fprintf(stderr, "mlpfbench: cannot write %s\n", r->o.save_weights);
             rc = 1;
         }
     }
     guard_stop();
     mlpf_set_fatal_hook(NULL);
-    if (root && report_write(results_dir, &summary, 1) != 0) rc = 1;
-    free(summary.ranks);
-    free(summary.epoch_time);
-    free(summary.throughput);
-    free(summary.val_acc);
-    free(summary.val_loss);
-    free(ids);
-    loader_free(lt);
-    loader_free(lv);
-    dataset_close(&train);
-    dataset_close(&valid);
-    adam_free(&opt);
-    model_free(&m);
+    if (r->root && report_write(results_dir, &summary, 1) != 0) rc = 1;
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    run_t r = {0};
+    int prc = parse(argc, argv, &r.o);
+    if (prc != 0) return prc > 0 ? 0 : 2;
+    r.root = g_mpi.rank == 0;
+    int gpu = 0;
+    if (setup_run(&r, argc, argv) != 0) {
+        run_free(&r);
+        return 1;
+    }
+    if (mpictx_any(choose_device(&r.o, &gpu))) { /* refused like a bad option, with a failed summary */
+        fail_collectively();
+        run_free(&r);
+        return 2;
+    }
+    if (open_data(&r) != 0 || create_backend(&r, gpu) != 0) {
+        run_free(&r);
+        return 1;
+    }
+    const train_opts *o = &r.o;
+    int64_t worst_rows, worst_bins;
+    worst_shape(&r.cfg, &r.train, &r.valid, (int)o->batch_size, &worst_rows, &worst_bins);
+    if (mpictx_any(reserve_memory(&r.be, worst_rows, worst_bins, (int)o->batch_size)) || resume(&r) != 0) {
+        fail_collectively();
+        run_free(&r);
+        return 1;
+    }
+    verify_same_weights(&r.be, r.host_params);
+    r.ar = grad_allreduce_create(r.be.grads_host, r.be.layout.total, (size_t)(o->bucket_mb * 1048576.0), g_mpi.comm);
+    r.be.grad_ready = on_grad_ready;
+    r.be.grad_ready_ctx = r.ar;
+    int prefetch = g_mpi.threads_ok;
+    r.lt = loader_create(&r.train, (int)o->batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o->seed, 1, prefetch);
+    r.lv = loader_create(&r.valid, (int)o->batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o->seed, 0, prefetch);
+    r.steps_per_epoch = loader_steps(r.lt);
+    r.total_steps = r.steps_per_epoch * o->epochs;
+    if (o->max_steps > 0 && o->max_steps < r.total_steps) r.total_steps = o->max_steps;
+    const long long todo = r.total_steps - r.ck.steps_done;
+    int bad = 0;
+    if (o->warmup_steps > 0 && todo > 0 && o->warmup_steps >= todo) {
+        if (r.root) /* the same on every rank */
+            mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
+                        o->warmup_steps, todo);
+        bad = 1;
+    } else if (o->epochs == 1 && !o->resume) {
+        const long long warm = o->warmup_steps > 0 ? o->warmup_steps : ONE_EPOCH_WARMUP;
+        if (r.total_steps <= warm) {
+            if (r.root)
+                mlpf_errorf("--epochs 1 is scored on the steps after its first %lld warm-up step(s), and "
+                            "this run has %lld step(s): give it at least %lld steps (more training events, "
+                            "a smaller --batch-size, or --epochs 2)", warm, r.total_steps, warm + 1);
+            bad = 1;
+        }
+    }
+    if (bad) {
+        fail_collectively();
+        run_free(&r);
+        return 1;
+    }
+    summary.steps_per_epoch = r.steps_per_epoch;
+    summary.epoch_time = calloc(o->epochs, sizeof(double));
+    summary.throughput = calloc(o->epochs, sizeof(double));
+    summary.val_acc = calloc(o->epochs, sizeof(double));
+    summary.val_loss = calloc(o->epochs, sizeof *summary.val_loss);
+    print_setup(&r);
+    train_epochs(&r);
+    int rc = finish_run(&r);
+    run_free(&r);
     return rc;
 }

@@ -17,9 +17,6 @@
 #include "prof.h"
 #include "mathfn.h"
 
-const char *const LOSS_NAMES[LOSS_N] = {"total", "cls", "charge", "pt",
-                                        "eta", "sin_phi", "cos_phi", "energy"};
-
 enum { HEAD_ID, HEAD_CH, HEAD_ETA, HEAD_PHI, HEAD_E, HEAD_PT, N_HEADS };
 
 /* What one graph layer keeps for its backward pass. The four products of the
@@ -427,13 +424,20 @@ static void bin_event(const mlpf_model *m, int L, const float *xd, int64_t r0, i
     const int k = mlpf_lsh_k(c, (int)nb);
     float *P = A->lsh_proj;
     int prev = prof_switch(PROF_BINNING);
-    gemm(0, 0, n, k, Dd, 1.0f, xd + r0 * Dd, Dd, layer_lsh(m, L), K, 0.0f, P, k);
+    const int *forced = m->forced_hash ? m->forced_hash[L] : NULL;
+    if (!forced) gemm(0, 0, n, k, Dd, 1.0f, xd + r0 * Dd, Dd, layer_lsh(m, L), K, 0.0f, P, k);
     int counts[2 * 64 + 1];
     int n_buckets = 2 * k;
     int *cnt = counts, *heap = NULL;
     if (n_buckets + 1 > (int)(sizeof counts / sizeof counts[0])) cnt = heap = calloc(n_buckets + 1, sizeof(int));
     memset(cnt, 0, sizeof(int) * (n_buckets + 1));
     for (int64_t i = 0; i < n; i++) {
+        if (forced) {
+            int h = forced[r0 + i];
+            hash[r0 + i] = h >= 0 && h < n_buckets ? h : 0; /* a bucket of this event's range */
+            cnt[hash[r0 + i] + 1]++;
+            continue;
+        }
         const float *p = P + i * k;
         float best = p[0];
         int arg = 0;
@@ -898,7 +902,7 @@ void model_backward(mlpf_model *m, const mlpf_batch *b)
      * in reverse order, LayerNorm, the reg stack, the id stack, the encoder),
      * and each finished stretch is reported so its all-reduce can start. */
 #define READY(tensor) \
-    do { if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, (size_t)((tensor) - m->grads)); } while (0)
+    do { if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, (size_t)((tensor) - m->grads), NULL); } while (0)
     /* heads, adding their input gradients straight into du and dz_reg; the
      * logits inside u' and v are stop-gradients */
     float *du = A->s1;

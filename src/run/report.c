@@ -193,6 +193,8 @@ static json_t *software_json(void)
     return o;
 }
 
+static void score_of(const run_summary *s, double *thr, double *epoch_t, char *basis, size_t n);
+
 static void print_table(const run_summary *s, int n_nodes)
 {
     printf("\n%-34s %s\n", "mlpfbench result", s->error ? "FAILED" : "ok");
@@ -203,18 +205,63 @@ static void print_table(const run_summary *s, int n_nodes)
     for (int e = 0; e < s->epochs; e++)
         printf("  epoch %-4d %10.2f s %10.3f events/s   validation acc %.4f loss %.4f\n", e + 1,
                s->epoch_time[e], s->throughput[e], s->val_acc[e], s->val_loss[e][0]);
-    if (s->epochs >= 2) {
-        double t = 0, th = 0;
-        for (int e = 1; e < s->epochs; e++) t += s->epoch_time[e], th += s->throughput[e];
-        printf("%-34s %.3f events/s, %.2f s/epoch (epochs 2..%d)\n", "mean throughput", th / (s->epochs - 1),
-               t / (s->epochs - 1), s->epochs);
-    } else if (s->epochs == 1) {
-        printf("%-34s one epoch only: no mean over epochs 2..n (epoch 1 is warm-up)\n", "mean throughput");
-    }
+    double thr = 0, et = 0;
+    char basis[160] = "";
+    score_of(s, &thr, &et, basis, sizeof basis);
+    if (basis[0]) printf("%-34s %.3f events/s, %.2f s/epoch (%s)\n", "mean throughput", thr, et, basis);
+    if (s->self_check.message[0]) printf("%-34s %s\n", "GPU self-check", s->self_check.message);
+    if (s->emulated) printf("%-34s %s\n", "note", "CUDA host execution path (tests): not a GPU result, no scores");
     printf("%-34s %.1f GFLOP/event, %.1f GFLOP/s achieved\n", "compute", s->flops_per_event / 1e9,
            s->achieved_flops / 1e9);
     if (s->error) printf("%-34s %s\n", "error", s->error);
     fflush(stdout);
+}
+
+/* The scores: the mean over epochs 2..n (the reference's rule), or with one
+ * epoch the throughput after its warm-up steps; basis says which, or is
+ * left empty when there is no score. */
+static void score_of(const run_summary *s, double *thr, double *epoch_t, char *basis, size_t n)
+{
+    if (s->epochs >= 2) {
+        *thr = *epoch_t = 0;
+        for (int e = 1; e < s->epochs; e++) *thr += s->throughput[e], *epoch_t += s->epoch_time[e];
+        *thr /= s->epochs - 1;
+        *epoch_t /= s->epochs - 1;
+        snprintf(basis, n, "mean over epochs 2..%d (epoch 1 is warm-up)", s->epochs);
+    } else if (s->epochs == 1 && s->score_seconds > 0 && s->score_events > 0) {
+        *thr = s->score_events / s->score_seconds;
+        *epoch_t = s->train_events / *thr;
+        snprintf(basis, n, "one epoch: its steps after the first %lld warm-up step(s) (%lld events in %.3f s); "
+                 "mean_epoch_time is an epoch at that rate", s->score_warmup_steps, s->score_events,
+                 s->score_seconds);
+    }
+}
+
+static const char *gpu_name(const run_summary *s)
+{
+    if (!s->device || strcmp(s->device, "cuda") || !s->device_description) return "none";
+    return s->emulated ? "none (CUDA host execution path of the tests, not a GPU)" : s->device_description;
+}
+
+static json_t *selfcheck_json(const selfcheck_result *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "ran", json_boolean(c->ran));
+    json_object_set_new(o, "passed", json_boolean(c->passed));
+    json_object_set_new(o, "message", json_string(c->message));
+    if (c->ran) {
+        json_object_set_new(o, "rows", json_integer(c->rows));
+        json_object_set_new(o, "events", json_integer(c->events));
+        json_object_set_new(o, "worst_gradient", json_string(c->worst_tensor));
+        json_object_set_new(o, "worst_gradient_error", json_real(c->worst_error));
+        json_object_set_new(o, "gradient_tolerance", json_real(c->grad_tolerance));
+        json_object_set_new(o, "worst_loss", json_string(c->worst_loss));
+        json_object_set_new(o, "worst_loss_error", json_real(c->loss_error));
+        json_object_set_new(o, "loss_tolerance", json_real(c->loss_tolerance));
+        json_object_set_new(o, "lsh_bucket_agreement", json_real(c->hash_agreement));
+        json_object_set_new(o, "seconds", json_real(c->seconds));
+    }
+    return o;
 }
 
 int report_write(const char *dir, const run_summary *s, int table)
@@ -240,10 +287,9 @@ int report_write(const char *dir, const run_summary *s, int table)
         nodes = json_array();
     }
     double mean_thr = 0, mean_t = 0;
-    if (!s->error && s->epochs >= 2) { /* the reference: mean over epochs 2..n */
-        for (int e = 1; e < s->epochs; e++) mean_thr += s->throughput[e], mean_t += s->epoch_time[e];
-        mean_thr /= s->epochs - 1;
-        mean_t /= s->epochs - 1;
+    char basis[160] = "";
+    score_of(s, &mean_thr, &mean_t, basis, sizeof basis);
+    if (!s->error && !s->emulated && basis[0]) {
         json_object_set_new(scores, "mean_throughput", json_real(mean_thr));
         json_object_set_new(scores, "mean_epoch_time", json_real(mean_t));
     }
@@ -255,7 +301,7 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(stats, "train_start", json_string(s->train_start));
     json_object_set_new(stats, "train_stop", json_string(s->train_stop));
     json_object_set_new(stats, "train_time", json_real(s->train_time));
-    json_object_set_new(stats, "GPU", json_string("none"));
+    json_object_set_new(stats, "GPU", json_string(gpu_name(s)));
     json_object_set_new(stats, "CPU", json_string(cpu));
     json_object_set_new(stats, "train_set_size", json_integer(s->train_events));
     json_object_set_new(stats, "batch_size_per_device", json_integer(s->batch_per_rank));
@@ -263,9 +309,19 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(stats, "steps_per_epoch", json_integer(s->steps_per_epoch));
     json_object_set_new(stats, "events_per_epoch", json_integer(s->train_events));
     json_object_set_new(stats, "horovod_enabled", json_boolean(s->world_size > 1));
-    if (s->epochs == 1)
-        json_object_set_new(stats, "note", json_string("one epoch only: no mean over epochs 2..n, "
-                                                       "so no scores (run 2 or more epochs)"));
+    if (basis[0]) json_object_set_new(stats, "score_basis", json_string(basis));
+    if (s->emulated)
+        json_object_set_new(stats, "note", json_string("the CUDA kernels ran on the CPU through the host "
+                                                       "execution path of the tests: not a GPU result, no scores"));
+    if (s->device_description) {
+        json_t *d = json_object();
+        json_object_set_new(d, "description", json_string(s->device_description));
+        if (s->gpu_uuid && s->gpu_uuid[0]) json_object_set_new(d, "uuid", json_string(s->gpu_uuid));
+        if (s->gpu_pci && s->gpu_pci[0]) json_object_set_new(d, "pci_bus_id", json_string(s->gpu_pci));
+        json_object_set_new(d, "host_execution_path", json_boolean(s->emulated));
+        json_object_set_new(stats, "backend", d);
+    }
+    if (s->self_check.ran || s->self_check.message[0]) json_object_set_new(stats, "self_check", selfcheck_json(&s->self_check));
     json_object_set_new(stats, "validation_set_size", json_integer(s->valid_events));
     json_object_set_new(stats, "validation_accuracy", darray(s->val_acc, s->epochs));
     json_t *vl = json_object();

@@ -1,0 +1,169 @@
+/* include/selfcheck.h */
+#include "selfcheck.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "generator.h"
+
+/* Relative L2 error of a gradient tensor, per precision, and relative error
+ * of a loss component. Chosen from the errors measured on the check batch
+ * (docs/design.md "Self-check"): a few times the largest error seen over
+ * seeds and presets, and far below what a wrong kernel gives (an error in any
+ * one gradient term shows as O(1e-1..1)). */
+void selfcheck_tolerances(const char *precision, double *grad_tol, double *loss_tol)
+{
+    if (!strcmp(precision, "bf16")) *grad_tol = 1.5e-1, *loss_tol = 3e-2;
+    else if (!strcmp(precision, "tf32")) *grad_tol = 3e-2, *loss_tol = 5e-3;
+    else *grad_tol = 2e-3, *loss_tol = 1e-5;
+}
+
+/* The check batch: two generated events of 1.1 and 0.6 bins (three bins,
+ * one of them partly padding), the same on every machine. */
+static int check_batch(const mlpf_config *c, mlpf_batch *b)
+{
+    const int64_t S = c->bin_size;
+    int64_t sizes[2] = {S + S / 10, (6 * S) / 10};
+    if (sizes[1] < 1) sizes[1] = 1;
+    if (batch_alloc(b, 2, sizes) != 0) return -1;
+    for (int e = 0; e < 2; e++) {
+        gen_config g = gen_config_default();
+        g.seed = 20261202;
+        g.mean_elements = g.min_elements = g.max_elements = (int)sizes[e];
+        gen_event(&g, (uint64_t)e, b->X + b->offsets[e] * BATCH_X_COLS, b->y + b->offsets[e] * BATCH_Y_COLS);
+    }
+    return 0;
+}
+
+static double rel_l2(const float *a, const float *ref, size_t n)
+{
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - ref[i];
+        d += e * e;
+        r += (double)ref[i] * ref[i];
+    }
+    if (!isfinite(d)) return INFINITY;
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+int selfcheck_run(backend *dev, uint64_t seed, selfcheck_result *res)
+{
+    memset(res, 0, sizeof *res);
+    double t0 = mlpf_now();
+    selfcheck_tolerances(dev->precision, &res->grad_tolerance, &res->loss_tolerance);
+    const int n_layers = dev->cfg.n_graph_id + dev->cfg.n_graph_reg;
+    mlpf_batch b;
+    backend cpu;
+    char err[512];
+    backend_opts co = {.device = "cpu"};
+    if (check_batch(&dev->cfg, &b) != 0) {
+        snprintf(res->message, sizeof res->message, "self-check: cannot allocate its batch");
+        return -1;
+    }
+    if (backend_create(&cpu, &co, &dev->cfg, seed, err, sizeof err) != 0) {
+        snprintf(res->message, sizeof res->message, "self-check: the CPU backend: %.400s", err);
+        batch_free(&b);
+        return -1;
+    }
+    res->rows = b.n_rows;
+    res->events = b.n_events;
+    const size_t n = dev->layout.total;
+    float *g_dev = malloc(n * sizeof(float)), *g_cpu = malloc(n * sizeof(float));
+    int **hash = calloc(n_layers, sizeof(int *)), *own = malloc(sizeof(int) * b.n_rows);
+    int rc = -1;
+    loss_report rd, rcpu;
+    for (int l = 0; l < n_layers && hash; l++) hash[l] = malloc(sizeof(int) * b.n_rows);
+    if (!g_dev || !g_cpu || !hash || !own || !hash[n_layers - 1]) {
+        snprintf(res->message, sizeof res->message, "self-check: out of host memory");
+        goto out;
+    }
+    /* the device: one step's forward and backward, binning itself */
+    dev->ops->zero_grad(dev);
+    if (dev->ops->forward(dev, &b, b.n_rows, &rd) != 0) {
+        snprintf(res->message, sizeof res->message, "self-check: forward on the device: %.400s", dev->error);
+        goto out;
+    }
+    dev->ops->backward(dev);
+    if (dev->ops->finish(dev, &rd, NULL) != 0) {
+        snprintf(res->message, sizeof res->message, "self-check: %.450s", dev->error);
+        goto out;
+    }
+    dev->ops->get_grads(dev, g_dev);
+    for (int l = 0; l < n_layers; l++) dev->ops->get_hashes(dev, l, hash[l]);
+    /* the CPU binning alone, for the record; then the CPU on the device's
+     * binning (a near-tie of two LSH projections may go either way in a
+     * different summation order, and a different bin changes gradients far
+     * beyond any tolerance) */
+    if (cpu.ops->forward(&cpu, &b, b.n_rows, &rcpu) != 0) {
+        snprintf(res->message, sizeof res->message, "self-check: forward on the CPU: %.400s", cpu.error);
+        goto out;
+    }
+    int64_t same = 0;
+    for (int l = 0; l < n_layers; l++) {
+        cpu.ops->get_hashes(&cpu, l, own);
+        for (int64_t i = 0; i < b.n_rows; i++) same += own[i] == hash[l][i];
+    }
+    res->hash_agreement = (double)same / ((double)b.n_rows * n_layers);
+    /* the device's buckets must be valid for each event (0 .. 2k-1) */
+    for (int e = 0; e < b.n_events; e++) {
+        int64_t r0 = b.offsets[e], ne = b.offsets[e + 1] - r0;
+        int k = mlpf_lsh_k(&dev->cfg, (int)((ne + dev->cfg.bin_size - 1) / dev->cfg.bin_size));
+        for (int l = 0; l < n_layers; l++)
+            for (int64_t i = r0; i < r0 + ne; i++)
+                if (hash[l][i] < 0 || hash[l][i] >= 2 * k) {
+                    res->ran = 1;
+                    snprintf(res->message, sizeof res->message, "self-check FAILED: graph layer %d gave row %lld "
+                             "the LSH bucket %d, outside 0..%d", l, (long long)i, hash[l][i], 2 * k - 1);
+                    rc = 0;
+                    goto out;
+                }
+    }
+    cpu.ops->force_hashes(&cpu, (const int *const *)hash);
+    cpu.ops->zero_grad(&cpu);
+    cpu.ops->forward(&cpu, &b, b.n_rows, &rcpu);
+    cpu.ops->backward(&cpu);
+    cpu.ops->get_grads(&cpu, g_cpu);
+    cpu.ops->force_hashes(&cpu, NULL);
+    res->ran = 1;
+    res->worst_error = -1;
+    for (int i = 0; i < dev->layout.n; i++) {
+        const tensor_info *t = &dev->layout.t[i];
+        double e = rel_l2(g_dev + t->offset, g_cpu + t->offset, (size_t)t->rows * t->cols);
+        if (!(e <= res->worst_error)) { /* NaN counts as worst */
+            res->worst_error = e;
+            snprintf(res->worst_tensor, sizeof res->worst_tensor, "%s", t->name);
+        }
+    }
+    res->loss_error = -1;
+    for (int k = 1; k < LOSS_N; k++) {
+        double ref = rcpu.loss[k], e = fabs(rd.loss[k] - ref) / (fabs(ref) > 1e-30 ? fabs(ref) : 1e-30);
+        if (!(e <= res->loss_error)) {
+            res->loss_error = e;
+            snprintf(res->worst_loss, sizeof res->worst_loss, "%s", LOSS_NAMES[k]);
+        }
+    }
+    res->passed = res->worst_error <= res->grad_tolerance && res->loss_error <= res->loss_tolerance;
+    snprintf(res->message, sizeof res->message,
+             "self-check %s (%s, %lld elements in %lld events): worst gradient %s %.2e (tolerance %.0e), "
+             "worst loss %s %.2e (tolerance %.0e), LSH buckets agreeing %.4f",
+             res->passed ? "passed" : "FAILED", dev->precision, (long long)res->rows, (long long)res->events,
+             res->worst_tensor, res->worst_error, res->grad_tolerance, res->worst_loss, res->loss_error,
+             res->loss_tolerance, res->hash_agreement);
+    rc = 0;
+out:
+    dev->ops->zero_grad(dev);
+    if (hash)
+        for (int l = 0; l < n_layers; l++) free(hash[l]);
+    free(hash);
+    free(own);
+    free(g_dev);
+    free(g_cpu);
+    backend_destroy(&cpu);
+    batch_free(&b);
+    res->seconds = mlpf_now() - t0;
+    return rc;
+}
