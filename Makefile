@@ -89,10 +89,51 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
 
-$(BUILD)/libmlpf_cuda.so: $(wildcard cuda/*.cu) $(wildcard include/*.h) Makefile
+# The CUDA backend: cuda/*.cu by nvcc, without floating-point contraction
+# (--fmad=false: the element-wise arithmetic of include/mathfn.h gives the
+# same bits as on the CPU; cuBLAS is not affected), and the few portable C
+# files it shares with the CPU side (the parameter layout, Adam's rate),
+# compiled position-independent.
+CUDA_SRC   := $(wildcard cuda/*.cu)
+CUDA_HDR   := $(wildcard cuda/*.cuh) $(wildcard include/*.h)
+CUDA_SHARED_C := src/model/params.c src/base/rng.c src/model/optim.c
+NVCC_FLAGS := -O3 -std=c++17 --fmad=false $(CUDA_ARCH) -Xcompiler -fPIC -Iinclude -Icuda $(if $(filter -Werror,$(WFLAGS)),-Werror all-warnings)
+$(BUILD)/cuda/%.o: cuda/%.cu $(CUDA_HDR) Makefile
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(CUDA_ARCH) -shared -Xcompiler -fPIC -Iinclude $(wildcard cuda/*.cu) -o $@ \
-	  -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 -lcublas -lcudart
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+$(BUILD)/pic/%.o: %.c $(wildcard include/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -ffp-contract=off -c $< -o $@
+$(BUILD)/libmlpf_cuda.so: $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(CUDA_SHARED_C:%.c=$(BUILD)/pic/%.o)
+	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 \
+	  -lcublas -lcudart -lgomp -Xlinker --exclude-libs,ALL
+
+# The host execution path of the CUDA backend, for the tests (issue 14;
+# cuda/host/README.md): the same cuda/*.cu compiled by g++ with
+# cuda/host/cuda_host.h, with stand-ins for the CUDA runtime and cuBLAS, into
+# $(GPUHOST)/libmlpf_cuda.so next to a copy of mlpfbench (which loads it as
+# the product loads the real one), and the test program test_backend. Never
+# part of the product: nothing it computes is a GPU figure.
+GPUHOST    ?= build-gpuhost
+HOST_DIR   ?= cuda/host
+HOST_CXX   := g++ -std=c++17 -O2 -g -fopenmp -fPIC -DMLPF_CUDA_HOST -I$(CUDA_HOME)/include -Iinclude -Icuda \
+              -I$(BLAS_INC) -include $(HOST_DIR)/cuda_host.h $(WFLAGS) -Wno-unknown-pragmas
+HOST_LIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lboost_context -fopenmp -lm
+HOST_OBJ   := $(CUDA_SRC:cuda/%.cu=$(GPUHOST)/%.o) $(GPUHOST)/stand_ins.o
+$(GPUHOST)/%.o: cuda/%.cu $(CUDA_HDR) $(wildcard $(HOST_DIR)/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(HOST_CXX) -x c++ -c $< -o $@
+$(GPUHOST)/stand_ins.o: $(HOST_DIR)/stand_ins.cpp $(wildcard $(HOST_DIR)/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(HOST_CXX) -c $< -o $@
+$(GPUHOST)/libmlpf_cuda.so: $(HOST_OBJ) $(CUDA_SHARED_C:%.c=$(BUILD)/pic/%.o)
+	g++ -shared $^ -o $@ $(HOST_LIBS) -Wl,--exclude-libs,ALL
+$(GPUHOST)/mlpfbench: $(BUILD)/mlpfbench
+	@mkdir -p $(dir $@)
+	cp $< $@
+$(GPUHOST)/test_backend: tests/gpu_host/test_backend.cpp $(HOST_OBJ) $(BUILD)/libmlpf.a
+	$(HOST_CXX) $< $(HOST_OBJ) $(BUILD)/libmlpf.a -o $@ $(PKG_LIBS) $(HOST_LIBS)
+gpu-host: $(GPUHOST)/libmlpf_cuda.so $(GPUHOST)/mlpfbench $(GPUHOST)/test_backend
 
 # The git commit goes into the report; the header changes only when it does.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)

@@ -19,14 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* the CUDA backend (C++) implements it */
+#endif
+
 #include "batch.h"
 #include "config.h"
 #include "params.h"
 #include "prof.h"
-
-#ifdef __cplusplus
-extern "C" {
-#endif
 
 enum { LOSS_TOTAL, LOSS_CLS, LOSS_CHARGE, LOSS_PT, LOSS_ETA, LOSS_SIN_PHI, LOSS_COS_PHI,
        LOSS_ENERGY, LOSS_N };
@@ -102,6 +102,11 @@ typedef struct {
      * that its forward pass does not wait for it (overlap with the step in
      * flight). The batch must stay unchanged until that forward returns. */
     int (*stage)(backend *, const mlpf_batch *);
+    /* Optional (NULL on the CPU): compute the matrix products in "fp32" from
+     * now on, or back in the backend's own precision (NULL). The self-check
+     * checks the kernels in fp32 first, then the products in the run's
+     * precision. 0, or -1 with the reason in be->error. */
+    int (*set_precision)(backend *, const char *precision);
 } backend_ops;
 
 struct backend {

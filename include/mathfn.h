@@ -16,8 +16,8 @@
 
 /* ------------------------------------------------------------ activations */
 
-static const float MLPF_INV_SQRT2 = 0.70710678118654752f;
-static const float MLPF_INV_SQRT_2PI = 0.39894228040143268f;
+#define MLPF_INV_SQRT2 0.70710678118654752f
+#define MLPF_INV_SQRT_2PI 0.39894228040143268f
 
 /* gelu(x) = x Phi(x), exact (erf) form; Phi through erfc, since 1 + erf(x)
  * would cancel for x << 0. */

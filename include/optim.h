@@ -22,6 +22,9 @@ int adam_init(adam_state *s, size_t n);
 void adam_free(adam_state *s);
 /* The decayed learning rate of update t (1-based), before bias correction. */
 double adam_lr(const mlpf_config *c, int64_t t);
+/* lr_t of update t: the decayed rate with both bias corrections, the factor
+ * of m / (sqrt(v) + eps) in the update (the same for both backends). */
+float adam_lr_t(const mlpf_config *c, int64_t t);
 void adam_update(const mlpf_config *c, adam_state *s, float *params, const float *grads);
 
 #endif

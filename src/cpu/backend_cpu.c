@@ -146,7 +146,7 @@ static const backend_ops CPU_OPS = {
     .get_grads = cpu_get_grads, .get_adam = cpu_get_adam, .set_adam = cpu_set_adam,
     .get_hashes = cpu_get_hashes, .force_hashes = cpu_force_hashes,
     .activation_bytes = cpu_activation_bytes, .time_by_kind = cpu_time_by_kind,
-    .phase_seconds = cpu_phase_seconds, .stage = NULL,
+    .phase_seconds = cpu_phase_seconds, .stage = NULL, .set_precision = NULL,
 };
 
 int cpu_backend_init(backend *be, const backend_opts *o, uint64_t seed, char *err, size_t errlen)

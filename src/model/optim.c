@@ -37,12 +37,15 @@ double adam_lr(const mlpf_config *c, int64_t t)
     return c->lr * pow(c->decay_rate, (double)((t - 1) / c->decay_steps));
 }
 
+float adam_lr_t(const mlpf_config *c, int64_t t)
+{
+    return (float)(adam_lr(c, t) * sqrt(1.0 - pow(c->beta2, (double)t)) / (1.0 - pow(c->beta1, (double)t)));
+}
+
 void adam_update(const mlpf_config *c, adam_state *s, float *params, const float *grads)
 {
-    int64_t t = ++s->step;
     const float b1 = c->beta1, b2 = c->beta2, eps = c->adam_eps;
-    const float lr_t = (float)(adam_lr(c, t) * sqrt(1.0 - pow(b2, (double)t)) /
-                               (1.0 - pow(b1, (double)t)));
+    const float lr_t = adam_lr_t(c, ++s->step);
     float *m = s->m, *v = s->v;
     const int64_t n = (int64_t)s->n;
 #pragma omp parallel for schedule(static)

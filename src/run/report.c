@@ -7,6 +7,7 @@
 #include <hdf5.h>
 #include <hwloc.h>
 #include <jansson.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,22 +246,30 @@ static const char *gpu_name(const run_summary *s)
 
 static json_t *selfcheck_json(const selfcheck_result *c)
 {
-    json_t *o = json_object();
+    json_t *o = json_object(), *passes = json_array();
     json_object_set_new(o, "ran", json_boolean(c->ran));
     json_object_set_new(o, "passed", json_boolean(c->passed));
     json_object_set_new(o, "message", json_string(c->message));
     if (c->ran) {
         json_object_set_new(o, "rows", json_integer(c->rows));
         json_object_set_new(o, "events", json_integer(c->events));
-        json_object_set_new(o, "worst_gradient", json_string(c->worst_tensor));
-        json_object_set_new(o, "worst_gradient_error", json_real(c->worst_error));
-        json_object_set_new(o, "gradient_tolerance", json_real(c->grad_tolerance));
-        json_object_set_new(o, "worst_loss", json_string(c->worst_loss));
-        json_object_set_new(o, "worst_loss_error", json_real(c->loss_error));
-        json_object_set_new(o, "loss_tolerance", json_real(c->loss_tolerance));
-        json_object_set_new(o, "lsh_bucket_agreement", json_real(c->hash_agreement));
         json_object_set_new(o, "seconds", json_real(c->seconds));
+        for (int k = 0; k < c->n_passes; k++) {
+            const selfcheck_pass *p = &c->pass[k];
+            json_t *q = json_object();
+            json_object_set_new(q, "precision", json_string(p->precision));
+            json_object_set_new(q, "passed", json_boolean(p->passed));
+            json_object_set_new(q, "worst_gradient", json_string(p->worst_tensor));
+            json_object_set_new(q, "worst_gradient_error", json_real(isfinite(p->worst_error) ? p->worst_error : 1e300));
+            json_object_set_new(q, "gradient_tolerance", json_real(p->grad_tolerance));
+            json_object_set_new(q, "worst_loss", json_string(p->worst_loss));
+            json_object_set_new(q, "worst_loss_error", json_real(isfinite(p->loss_error) ? p->loss_error : 1e300));
+            json_object_set_new(q, "loss_tolerance", json_real(p->loss_tolerance));
+            json_object_set_new(q, "lsh_bucket_agreement", json_real(p->hash_agreement));
+            json_array_append_new(passes, q);
+        }
     }
+    json_object_set_new(o, "passes", passes);
     return o;
 }
 
