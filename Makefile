@@ -2,7 +2,9 @@
 #
 #   make run     install missing OS packages, build, run the default benchmark
 #   make test    install missing OS packages (and the test tools), build, run every test
-#                (unit tests, CLI tests, PyTorch parity, then the unit tests under ASan+UBSan)
+#                (unit tests, CLI tests, the CUDA backend on its host execution path,
+#                PyTorch parity, then the unit tests under ASan+UBSan)
+#   make test-gpu-host  the CUDA kernels and backend on the CPU (no GPU needed)
 #   make         build only (needs the packages already installed)
 #   make sanitize  build with ASan + UBSan and run the unit tests and the MPI checks
 #   make bench   the CPU benchmark table (scripts/bench.sh), appended to docs/benchmarks.md
@@ -42,7 +44,7 @@ LDLIBS   += $(PKG_LIBS) -fopenmp -lm
 CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
-GPU_SO   := $(if $(NVCC),$(BUILD)/libmlpf_cuda.so)
+GPU_SO   := $(if $(NVCC),$(BUILD)/libmlpf_cuda.so $(BUILD)/test_backend_gpu)
 
 # Files whose floating point must be bit-identical on every machine
 # (initialisation and event generation): no fused multiply-add contraction.
@@ -62,7 +64,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Tests share the machine (MPI jobs, a local Slurm): never run them in parallel.
 .NOTPARALLEL:
 
-.PHONY: bench fuzz deps-fuzz all build deps deps-test run test test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
+.PHONY: bench fuzz deps-fuzz all build deps deps-test run test gpu-host test-gpu-host test-unit test-parity test-cli test-data test-distributed test-report test-srun test-slurm sanitize clean help
 
 all: build
 build: check-pkgs $(BUILD)/mlpfbench $(GPU_SO) $(BUILD)/test_unit $(BUILD)/parity_dump $(BUILD)/reader_check
@@ -108,6 +110,12 @@ $(BUILD)/libmlpf_cuda.so: $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(CUDA_SHARED_C:%.c=$(BU
 	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 \
 	  -lcublas -lcudart -lgomp -Xlinker --exclude-libs,ALL
 
+# tests/gpu_host/test_backend.cpp built by nvcc, for a machine with a GPU
+# (tests/gpu/run.sh): the same checks as on the host path, on the device.
+$(BUILD)/test_backend_gpu: tests/gpu_host/test_backend.cpp $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libmlpf.a
+	$(NVCC) $(NVCC_FLAGS) -I$(BLAS_INC) $(PKG_CFLAGS) -x cu $< -x none $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libmlpf.a \
+	  -o $@ -Xcompiler -fopenmp $(PKG_LIBS) -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 -lcublas -lcudart -lm
+
 # The host execution path of the CUDA backend, for the tests (issue 14;
 # cuda/host/README.md): the same cuda/*.cu compiled by g++ with
 # cuda/host/cuda_host.h, with stand-ins for the CUDA runtime and cuBLAS, into
@@ -133,7 +141,11 @@ $(GPUHOST)/mlpfbench: $(BUILD)/mlpfbench
 	cp $< $@
 $(GPUHOST)/test_backend: tests/gpu_host/test_backend.cpp $(HOST_OBJ) $(BUILD)/libmlpf.a
 	$(HOST_CXX) $< $(HOST_OBJ) $(BUILD)/libmlpf.a -o $@ $(PKG_LIBS) $(HOST_LIBS)
-gpu-host: $(GPUHOST)/libmlpf_cuda.so $(GPUHOST)/mlpfbench $(GPUHOST)/test_backend
+$(GPUHOST)/test_emulator: tests/gpu_host/test_emulator.cpp $(GPUHOST)/stand_ins.o
+	$(HOST_CXX) -x c++ $< -x none $(GPUHOST)/stand_ins.o -o $@ $(HOST_LIBS)
+gpu-host: build $(GPUHOST)/libmlpf_cuda.so $(GPUHOST)/mlpfbench $(GPUHOST)/test_backend $(GPUHOST)/test_emulator
+test-gpu-host: gpu-host
+	tests/gpu_host/run.sh $(GPUHOST)
 
 # The git commit goes into the report; the header changes only when it does.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
@@ -187,7 +199,7 @@ run: deps
 	$(BUILD)/mlpfbench train --data $(DATA) $(RUN_ARGS)
 
 # What `make test` runs, in order; mk/*.mk may add their own (TEST_TARGETS += ...).
-TEST_TARGETS := test-unit test-cli test-data test-distributed test-report test-srun test-slurm test-parity
+TEST_TARGETS := test-unit test-cli test-gpu-host test-data test-distributed test-report test-srun test-slurm test-parity
 -include $(wildcard mk/*.mk)
 
 test: deps-test

@@ -18,6 +18,8 @@ typedef struct {
     char worst_tensor[64];       /* the gradient tensor furthest from the CPU's */
     double worst_error;          /* its error (selfcheck_tensor_error) */
     double grad_tolerance;
+    double global_error;         /* the error of the whole gradient buffer, relative L2 */
+    double global_tolerance;
     char worst_loss[16];
     double loss_error, loss_tolerance; /* relative, worst loss component */
     double hash_agreement;       /* rows whose LSH bucket agrees when each backend bins alone */
@@ -36,11 +38,12 @@ typedef struct {
 /* The error of one tensor a against its reference, |a - ref|_2 / max(|ref|_2,
  * floor_rms sqrt(n)); for gradients floor_rms = SELFCHECK_NULL_FLOOR x the
  * RMS of the whole reference buffer (src/run/selfcheck.c says why). */
-#define SELFCHECK_NULL_FLOOR 1e-5
+#define SELFCHECK_NULL_FLOOR 1e-4
 double selfcheck_tensor_error(const float *a, const float *ref, size_t n, double floor_rms);
 double selfcheck_rms(const float *g, size_t n);
-/* The tolerances of a precision (fp32, tf32, bf16). */
-void selfcheck_tolerances(const char *precision, double *grad_tol, double *loss_tol);
+/* The tolerances of a precision (fp32, tf32, bf16): the worst tensor, the
+ * whole gradient buffer, the worst loss component. */
+void selfcheck_tolerances(const char *precision, double *grad_tol, double *global_tol, double *loss_tol);
 
 /* Run the check of backend `dev` (created from `seed`; its gradients are
  * left zeroed, its weights and optimizer untouched). 0 when it ran (passed

@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(gcc make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libhwloc-dev hwloc check libsubunit-dev libopenblas-openmp-dev libjansson-dev zlib1g-dev)
 if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib)
+    pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib g++ libboost-context-dev)
 elif [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 elif [[ -n "${1:-}" ]]; then

@@ -262,6 +262,8 @@ static json_t *selfcheck_json(const selfcheck_result *c)
             json_object_set_new(q, "worst_gradient", json_string(p->worst_tensor));
             json_object_set_new(q, "worst_gradient_error", json_real(isfinite(p->worst_error) ? p->worst_error : 1e300));
             json_object_set_new(q, "gradient_tolerance", json_real(p->grad_tolerance));
+            json_object_set_new(q, "all_gradients_error", json_real(isfinite(p->global_error) ? p->global_error : 1e300));
+            json_object_set_new(q, "all_gradients_tolerance", json_real(p->global_tolerance));
             json_object_set_new(q, "worst_loss", json_string(p->worst_loss));
             json_object_set_new(q, "worst_loss_error", json_real(isfinite(p->loss_error) ? p->loss_error : 1e300));
             json_object_set_new(q, "loss_tolerance", json_real(p->loss_tolerance));

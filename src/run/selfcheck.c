@@ -9,16 +9,23 @@
 #include "clock.h"
 #include "generator.h"
 
-/* Relative L2 error of a gradient tensor, per precision, and relative error
- * of a loss component. Chosen from the errors measured on the check batch
- * (docs/design.md "Self-check"): a few times the largest error seen over
- * seeds and presets, and far below what a wrong kernel gives (an error in any
- * one gradient term shows as O(1e-1..1)). */
-void selfcheck_tolerances(const char *precision, double *grad_tol, double *loss_tol)
+/* Tolerances per precision, chosen from the errors measured on the check
+ * batch (`build-gpuhost/test_backend measure`: tiny and hepscore22, seeds
+ * 1-3, on the host execution path with cuBLAS's rounding of the inputs;
+ * docs/design.md "Self-check" has the table). fp32 checks the kernels: every
+ * tensor within 2e-3 (largest seen 6e-5), the whole buffer within 1e-5 (4e-7),
+ * the losses within 1e-5 (2.4e-7), while a wrong term in a kernel gives
+ * 1e-2..1 in some tensor. tf32 and bf16 check the reduced-precision products
+ * as a whole: the buffer within 1e-2 / 5e-2 (largest seen 1.5e-3 / 1.1e-2),
+ * each tensor within 0.2 / 0.9 (2.6e-2 / 0.37: the distance path's gradients
+ * are ill-conditioned, close pairs amplify the rounding of the distance
+ * features; 0.9 still refuses a tensor left at zero), the losses within
+ * 1e-2 / 5e-2 (1.5e-3 / 1.4e-2). */
+void selfcheck_tolerances(const char *precision, double *grad_tol, double *global_tol, double *loss_tol)
 {
-    if (!strcmp(precision, "bf16")) *grad_tol = 1.5e-1, *loss_tol = 3e-2;
-    else if (!strcmp(precision, "tf32")) *grad_tol = 3e-2, *loss_tol = 5e-3;
-    else *grad_tol = 2e-3, *loss_tol = 1e-5;
+    if (!strcmp(precision, "bf16")) *grad_tol = 0.9, *global_tol = 5e-2, *loss_tol = 5e-2;
+    else if (!strcmp(precision, "tf32")) *grad_tol = 0.2, *global_tol = 1e-2, *loss_tol = 1e-2;
+    else *grad_tol = 2e-3, *global_tol = 1e-5, *loss_tol = 1e-5;
 }
 
 /* The check batch: two generated events of 1.1 and 0.6 bins (three bins,
@@ -74,7 +81,7 @@ static int compare(backend *dev, backend *cpu, const mlpf_batch *b, int **hash, 
     const int n_layers = dev->cfg.n_graph_id + dev->cfg.n_graph_reg;
     const size_t n = dev->layout.total;
     loss_report rd, rc;
-    selfcheck_tolerances(p->precision, &p->grad_tolerance, &p->loss_tolerance);
+    selfcheck_tolerances(p->precision, &p->grad_tolerance, &p->global_tolerance, &p->loss_tolerance);
     /* the device: one step's forward and backward, binning itself */
     dev->ops->zero_grad(dev);
     if (dev->ops->forward(dev, b, b->n_rows, &rd) != 0) {
@@ -130,6 +137,7 @@ static int compare(backend *dev, backend *cpu, const mlpf_batch *b, int **hash, 
             snprintf(p->worst_tensor, sizeof p->worst_tensor, "%s", t->name);
         }
     }
+    p->global_error = selfcheck_tensor_error(g_dev, g_cpu, n, 0.0);
     p->loss_error = -1;
     for (int k = 1; k < LOSS_N; k++) {
         double ref = rc.loss[k], e = fabs(rd.loss[k] - ref) / (fabs(ref) > 1e-30 ? fabs(ref) : 1e-30);
@@ -138,7 +146,8 @@ static int compare(backend *dev, backend *cpu, const mlpf_batch *b, int **hash, 
             snprintf(p->worst_loss, sizeof p->worst_loss, "%s", LOSS_NAMES[k]);
         }
     }
-    p->passed = p->worst_error <= p->grad_tolerance && p->loss_error <= p->loss_tolerance;
+    p->passed = p->worst_error <= p->grad_tolerance && p->global_error <= p->global_tolerance &&
+                p->loss_error <= p->loss_tolerance;
     return 0;
 }
 
@@ -190,9 +199,11 @@ int selfcheck_run(backend *dev, uint64_t seed, selfcheck_result *res)
         const selfcheck_pass *p = &res->pass[k];
         res->passed &= p->passed;
         off += snprintf(res->message + off, sizeof res->message - off,
-                        "%s%s %s: worst gradient %s %.1e (tol %.0e), worst loss %s %.1e (tol %.0e), buckets %.4f",
+                        "%s%s %s: worst gradient %s %.1e (tol %.0e), all gradients %.1e (tol %.0e), worst loss %s "
+                        "%.1e (tol %.0e), buckets %.4f",
                         k ? "; " : "", p->precision, p->passed ? "ok" : "FAILED", p->worst_tensor, p->worst_error,
-                        p->grad_tolerance, p->worst_loss, p->loss_error, p->loss_tolerance, p->hash_agreement);
+                        p->grad_tolerance, p->global_error, p->global_tolerance, p->worst_loss, p->loss_error,
+                        p->loss_tolerance, p->hash_agreement);
         if (off >= (int)sizeof res->message) break;
     }
     char head[96];
