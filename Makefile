@@ -112,9 +112,11 @@ $(BUILD)/libmlpf_cuda.so: $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(CUDA_SHARED_C:%.c=$(BU
 
 # tests/gpu_host/test_backend.cpp built by nvcc, for a machine with a GPU
 # (tests/gpu/run.sh): the same checks as on the host path, on the device.
-$(BUILD)/test_backend_gpu: tests/gpu_host/test_backend.cpp $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libmlpf.a
-	$(NVCC) $(NVCC_FLAGS) -I$(BLAS_INC) $(PKG_CFLAGS) -x cu $< -x none $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libmlpf.a \
-	  -o $@ -Xcompiler -fopenmp $(PKG_LIBS) -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 -lcublas -lcudart -lm
+$(BUILD)/tests/test_backend_gpu.o: tests/gpu_host/test_backend.cpp $(CUDA_HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -I$(BLAS_INC) $(filter -I%,$(PKG_CFLAGS)) -x cu -c $< -o $@
+$(BUILD)/test_backend_gpu: $(BUILD)/tests/test_backend_gpu.o $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libmlpf.a
+	$(CXX) -fopenmp $^ -o $@ $(PKG_LIBS) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lm
 
 # The host execution path of the CUDA backend, for the tests (issue 14;
 # cuda/host/README.md): the same cuda/*.cu compiled by g++ with
