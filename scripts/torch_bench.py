@@ -592,21 +592,22 @@ def device_of(args):
 
 
 # The tolerance of the first-step check (--verify, the default), relative, on
-# each of the 8 losses, by --precision. Measured on this project's machines
-# (docs/benchmarks.md, issue 19; torch 1.13 and 2.15, eager, CPU) against the
-# float64 twin on the same events and weights:
-#  * fp32: at most 4.6e-5 (hepscore22, 8 data/bench events, MKL's products) and
-#    5.5e-6 (tiny). 1e-3 leaves a margin of 20 for other BLAS libraries,
-#    GPUs and compiled kernels (fused, reordered sums), and is far below what
-#    a wrong model gives: a padding row counted in the loss moves the
-#    classification term by ~25%, a lost head one component by 100%, 1% on
-#    every weight (--perturb 0.01) the losses by ~1e-2.
+# each of the 8 losses, by --precision. Measured on this project's machine
+# (2-core AMD EPYC, torch 1.13 and 2.15, eager, CPU) against the float64 twin
+# on the same events and weights:
+#  * fp32: at most 4.6e-5 (hepscore22, 8 data/bench events, MKL's products)
+#    and 5.5e-6 (tiny, 8 events). 1e-3 leaves a margin of 20 for other BLAS
+#    libraries, GPUs and compiled kernels (fused, reordered sums) and still
+#    catches small errors: scaling every weight by 1 + 1e-3 (--perturb
+#    0.001) moves a tiny-preset loss by 6.9e-3, a lost head moves its
+#    component by 100%.
 #  * bf16 (autocast: the products' inputs rounded to 8 bits of mantissa):
 #    up to 1.9e-2 (tiny) and 1.2e-2 (hepscore22) with torch 2.15, 9.6e-2
-#    with torch 1.13's CPU autocast, mostly in the Huber terms of sin_phi
-#    and cos_phi (a prediction near 1 rounded by ~4e-3 against residuals of
-#    ~0.1). 0.15 still catches a lost head or a padding leak, not a small
-#    error: a bf16 figure is checked for gross errors only.
+#    with torch 1.13's CPU autocast, mostly in the Huber terms (a prediction
+#    near 1 rounded by ~4e-3 against residuals of ~0.1). 0.15 catches gross
+#    errors only (NaN, garbage, a lost head, a wrong normalisation by a
+#    large factor): 1% on every weight (7e-2 on tiny) passes. A bf16 figure
+#    is checked that far and no further.
 CHECK_RTOL = {"fp32": 1e-3, "bf16": 0.15}
 
 
