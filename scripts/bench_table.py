@@ -119,7 +119,7 @@ def judge(g):
             return f"the {kind} run was not checked (torch_bench.py --no-verify, or an old torch_bench.py)"
         if not c.get("passed"):
             return (f"check FAILED on the {kind} run: the first step's {c.get('worst', '?')} loss is "
-                    f"{c.get('max_rel', float('nan')):.2e} (relative) off torch_twin's, tolerance {c.get('tolerance', 0):.0e}")
+                    f"{c.get('max_rel', float('nan')):.2e} (relative) off torch_twin's, tolerance {c.get('tolerance', 0):.2g}")
     return None
 
 
@@ -173,7 +173,7 @@ def peer_section(out):
             res["train_rows"].append(
                 f"| 3. {name}: {what} | " + ", ".join(t for _, t in train)
                 + f"; peak RSS {mem} MiB/event above the model; " + "".join(e + "; " for e in extra)
-                + f"check passed (first step within {worst:.1e} of torch_twin, tolerance {tol:.0e}) |")
+                + f"check passed (first step within {worst:.1e} of torch_twin, tolerance {tol:.2g}) |")
             top = max((d for d, _ in train), key=lambda d: d["events_per_s"])
             if res["best_train"] is None or top["events_per_s"] > res["best_train"][1]["events_per_s"]:
                 res["best_train"] = (name, top)

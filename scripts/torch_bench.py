@@ -941,7 +941,7 @@ def run_bench(args):
                               "?" if n_compiled is None else n_compiled)))
     if chk is not None:
         print("%s: check %s: first-step losses vs torch_twin (float64): "
-              "largest relative difference %.2e (%s), tolerance %.0e"
+              "largest relative difference %.2e (%s), tolerance %.2g"
               % (PROG, "PASS" if chk["passed"] else "FAIL", chk["max_rel"],
                  chk["worst"], chk["tolerance"]))
     if args.json:

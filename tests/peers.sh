@@ -73,7 +73,7 @@ judge() {
 # variant NAME PYTHON-CODE: a copy of the fixtures, changed by CODE (a dict
 # `runs` file name -> JSON, written back afterwards; `d` is the directory)
 variant() {
-    rm -rf "$tmp/$1"; cp -r "$fx" "$tmp/$1"
+    rm -rf "${tmp:?}/$1"; cp -r "$fx" "$tmp/$1"
     "$py" - "$tmp/$1" "$2" <<'EOF'
 import glob, json, os, sys
 d = sys.argv[1]
