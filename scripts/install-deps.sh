@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh          build and run dependencies
 #   scripts/install-deps.sh --test   also what the tests need (PyTorch twin, h5py, ...)
 #   scripts/install-deps.sh --fuzz   also clang and libFuzzer for 'make fuzz'
+#   scripts/install-deps.sh --peers  also what 'make bench-peers' needs (venv, g++, Python headers)
 # Off Debian, or without root, it prints exactly which packages are missing.
 set -euo pipefail
 
@@ -12,8 +13,10 @@ if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib g++ libboost-context-dev)
 elif [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
+elif [[ "${1:-}" == "--peers" ]]; then
+    pkgs+=(python3 python3-venv python3-dev g++)
 elif [[ -n "${1:-}" ]]; then
-    echo "usage: $0 [--test|--fuzz]" >&2
+    echo "usage: $0 [--test|--fuzz|--peers]" >&2
     exit 2
 fi
 

@@ -11,12 +11,16 @@ PyTorch: float32, nn.Linear / nn.LayerNorm / nn.Sequential, zero-padded
 batches [B, Np, features], everything vectorised over the batch and the bins
 (bmm, gather), autograd for the backward pass and torch.optim.Adam.
 
-Usage (Debian's /usr/bin/python3 with python3-torch, numpy, h5py):
+Usage (Debian's /usr/bin/python3 with python3-torch, numpy, h5py, or the
+python of any other PyTorch installation, e.g. the venv of make bench-peers):
 
     torch_bench.py --data DIR [--preset hepscore22|tiny] [--batch-size B]
                    [--threads T] [--steps N] [--warmup W] [--inference]
-                   [--json OUT] [--seed S] [--no-crc] [--device cpu|cuda]
-    torch_bench.py --check [--data DIR] [--threads T] [--seed S] [--rtol R]
+                   [--compile] [--precision fp32|bf16] [--device cpu|cuda]
+                   [--json OUT] [--seed S] [--no-crc] [--no-verify]
+    torch_bench.py --check [--compile] [--device cpu|cuda] [--data DIR]
+                   [--threads T] [--seed S] [--rtol R]
+    torch_bench.py --describe [--device cpu|cuda]
 
   --data DIR      an mlpfbench dataset (DIR/manifest.json, DIR/train/*.h5);
                   the first (W + N) * B training events are read, in the
@@ -31,22 +35,51 @@ Usage (Debian's /usr/bin/python3 with python3-torch, numpy, h5py):
   --inference     forward pass only, under torch.no_grad() (model.eval()),
                   same timing scheme; default is training (forward, backward,
                   Adam step).
+  --compile       run the model through torch.compile(model, dynamic=True)
+                  (PyTorch >= 2.0; with an older torch: exit 2 and one line
+                  saying so). Compiling happens in the first warm-up step;
+                  its time is reported apart (warmup_seconds,
+                  compile_seconds), and any graph compiled during the timed
+                  steps (a recompile) is counted (compiles_in_timed_steps).
+                  The loss and Adam stay eager, as a user would write it.
+  --precision     fp32 (default) or bf16: forward pass and loss under
+                  torch.autocast(dtype=torch.bfloat16), weights, gradients
+                  and Adam in float32 (the usual mixed-precision training).
+  --device        torch device (default cpu); cuda: GPU 0, peak GPU memory
+                  (torch.cuda.max_memory_allocated) reported as well.
   --json OUT      also write the result as a JSON object (keys: mode, preset,
                   batch_size, threads, steps, events, elements, seconds,
                   events_per_s, s_per_step, peak_rss_mib,
-                  peak_rss_mib_per_event, torch_version, padded_elements, and
-                  a few more for information).
+                  peak_rss_mib_per_event, torch_version, padded_elements,
+                  execution, precision, peer, check, and a few more for
+                  information).
   --seed S        seed of the weight initialisation (torch.manual_seed).
   --no-crc        do not verify the CRC-32 of the shards that are read (their
                   size is always checked against the manifest).
+  --no-verify     skip the check of the first step (below). Without it, the
+                  result carries check = {passed, max_rel, tolerance, ...}:
+                  the 8 losses (total + 7 components) of the first step
+                  (warm-up step 0: the model's initial weights, the first B
+                  events, in this run's execution and precision) against
+                  torch_twin.compute in float64 on the CPU on the same
+                  events unpadded with the same initial weights. Passed when
+                  every one of the 8 agrees to the precision's tolerance
+                  (CHECK_RTOL: fp32 1e-3, bf16 0.15, relative; see there
+                  for why). The reference is computed after the timed steps
+                  and after the peak memory was read, so it changes neither.
+                  make bench counts a figure only when its check passed.
   --check         compare this padded, batched model (float64, tiny preset)
                   with torch_twin.compute on the same events unpadded and the
                   same weights: the 8 losses (total + 7 components), the
                   gradient of every parameter and the LSH bucket of every
-                  element. Exit 0 if the largest relative difference is below
-                  --rtol (default 1e-5), 1 otherwise. With --data the events
-                  are short samples of the first dataset events, otherwise
-                  random events.
+                  element. With --compile the compiled model is compared
+                  (its forward and its backward). Exit 0 if the largest
+                  relative difference is below --rtol (default 1e-5), 1
+                  otherwise. With --data the events are short samples of the
+                  first dataset events, otherwise random events.
+  --describe      print what this PyTorch is (version, where it is installed,
+                  BLAS backend, CPU capability, whether torch.compile and a
+                  GPU are there) as one JSON object, and exit.
 
 Measured quantities:
   seconds          wall time (time.perf_counter) of the N timed steps; batches
@@ -61,6 +94,19 @@ Measured quantities:
                    current RSS (/proc/self/statm) at that moment; what the
                    first step allocates once (gradients and the two Adam
                    moments: 3 x 27 MB for hepscore22) is in the difference.
+  peak_gpu_mib, peak_gpu_mib_per_event (--device cuda)
+                   torch.cuda.max_memory_allocated at the end, and its excess
+                   over the allocation at the same baseline, / B.
+  warmup_seconds   wall time of each warm-up step (synchronised); with
+                   --compile the first one holds the compiling.
+  compile_seconds  (--compile) the warm-up steps' time beyond W steady steps
+                   (s_per_step): what compiling cost, the on-disk caches of
+                   torch.compile included (a second run compiles faster).
+  compiles_in_timed_steps (--compile)
+                   graphs that torch.compile compiled during the timed steps
+                   (dynamo graphs + inductor compilations, from
+                   torch._dynamo.utils.counters): 0 unless something
+                   recompiled; null where this torch has no such counters.
 
 -----------------------------------------------------------------------------
 Padding: what padded elements do
@@ -107,9 +153,14 @@ Readings of the specification (the same as torch_twin.py's, numbered as there)
  2. k_e = min(max_num_bins // 2, max(1, nb_e // 2)).
  3. hash = argmax over the 2k_e columns of C = [P, -P], P = stopgrad(xd) R[:, :k_e],
     first maximum wins (torch.argmax returns the first maximal index). With
-    a batch, P = xd R[:, :k_max] and the columns j >= k_e of both halves are
-    set to -inf; the winning column c maps to hash c (c < k_max) or
-    k_e + (c - k_max) (the -P half), i.e. exactly the event's own [0, 2k_e).
+    a batch, P = xd R with every one of R's k_max = max_num_bins/2 columns
+    and the columns j >= k_e of both halves set to -inf; the winning column
+    c maps to hash c (c < k_max) or k_e + (c - k_max) (the -P half), i.e.
+    exactly the event's own [0, 2k_e). (k_max is the constant, not the
+    batch's largest k_e: a size read from a tensor, int(k.max()), would
+    break torch.compile's graph inside the layer loop and leave the whole
+    forward pass eager. The extra columns cost ~0.4% of the forward
+    pass's FLOPs, ~0.15% of a training step's.)
  4. Stable sort by hash, ties by row index (unique key hash * Np + index).
  5. |.| in energy and pt: torch.abs, gradient 0 at exactly 0.
  6. Huber via F.huber_loss (e^2/2 for |e| < d, d(|e| - d/2) otherwise; at
@@ -149,9 +200,11 @@ status 2 and a message naming the file.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
 import resource
 import sys
 import time
@@ -228,8 +281,10 @@ class CombinedGraphLayer(nn.Module):
 
         # LSH buckets and the sort (no gradient).
         with torch.no_grad():
-            kmax = int(k.max())
-            p = xd @ self.R[:, :kmax]                           # [B, Np, kmax]
+            # every column of R, those beyond an event's k_e masked below:
+            # no data-dependent size, so torch.compile sees one graph
+            kmax = self.max_k
+            p = xd @ self.R                                     # [B, Np, kmax]
             cols = torch.arange(kmax, device=x.device)
             valid = (cols[None, :] < k[:, None]).repeat(1, 2)   # [B, 2kmax]
             c = torch.cat([p, -p], dim=2).masked_fill(
@@ -527,6 +582,193 @@ def default_threads():
         return os.cpu_count() or 1
 
 
+def device_of(args):
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device %s: torch %s (%s) sees no GPU "
+                         "(torch.cuda.is_available() is False)"
+                         % (args.device, torch.__version__, sys.executable))
+    return dev
+
+
+# The tolerance of the first-step check (--verify, the default), relative, on
+# each of the 8 losses, by --precision. Measured on this project's machine
+# (2-core AMD EPYC, torch 1.13 and 2.15, eager, CPU) against the float64 twin
+# on the same events and weights:
+#  * fp32: at most 4.6e-5 (hepscore22, 8 data/bench events, MKL's products)
+#    and 5.5e-6 (tiny, 8 events). 1e-3 leaves a margin of 20 for other BLAS
+#    libraries, GPUs and compiled kernels (fused, reordered sums) and still
+#    catches small errors: scaling every weight by 1 + 1e-3 (--perturb
+#    0.001) moves a tiny-preset loss by 6.9e-3, a lost head moves its
+#    component by 100%.
+#  * bf16 (autocast: the products' inputs rounded to 8 bits of mantissa):
+#    up to 1.9e-2 (tiny) and 1.2e-2 (hepscore22) with torch 2.15, 9.6e-2
+#    with torch 1.13's CPU autocast, mostly in the Huber terms (a prediction
+#    near 1 rounded by ~4e-3 against residuals of ~0.1). 0.15 catches gross
+#    errors only (NaN, garbage, a lost head, a wrong normalisation by a
+#    large factor): 1% on every weight (7e-2 on tiny) passes. A bf16 figure
+#    is checked that far and no further.
+CHECK_RTOL = {"fp32": 1e-3, "bf16": 0.15}
+
+
+# =============================================================================
+# What this PyTorch is
+# =============================================================================
+def _short_path(path):
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+def torch_origin():
+    """Where this torch comes from, in words."""
+    f = os.path.realpath(torch.__file__)
+    if f.startswith("/usr/lib/python3/dist-packages/"):
+        return "Debian python3-torch"
+    how = ""
+    try:
+        from importlib import metadata
+        how = (metadata.distribution("torch").read_text("INSTALLER")
+               or "").strip()
+    except Exception:      # no metadata: say where it is, not how it came
+        pass
+    how = how + ", " if how else ""
+    if sys.prefix != sys.base_prefix:
+        return "%svenv %s" % (how, _short_path(sys.prefix))
+    return "%s%s" % (how, _short_path(os.path.dirname(os.path.dirname(f))))
+
+
+def blas_backend():
+    """BLAS_INFO of torch.__config__, with the library that does the
+    products: MKL's version (linked into torch) or the BLAS library mapped
+    into this process after a product (Debian's torch: BLAS_INFO=generic,
+    the system's libblas.so.3 alternative)."""
+    cfg = torch.__config__.show()
+    m = re.search(r"BLAS_INFO=([\w.+-]+)", cfg)
+    info = m.group(1) if m else "unknown"
+    if info == "mkl":
+        v = re.search(r"Math Kernel Library Version ([\d.]+)", cfg)
+        return "MKL %s" % v.group(1) if v else "MKL"
+    a = torch.ones(64, 64)
+    (a @ a).sum()
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and re.search(r"blas|blis|mkl",
+                                                  os.path.basename(fields[-1]), re.I):
+                    if fields[-1] not in libs:
+                        libs.append(fields[-1])
+    except OSError:
+        pass
+    for path in libs:
+        v = re.search(r"libopenblas\w*-r([\d.]+)\.so", os.path.basename(path))
+        if v:
+            return "OpenBLAS %s (%s; BLAS_INFO=%s)" % (
+                v.group(1), os.path.basename(os.path.dirname(path)), info)
+    if libs:
+        return "%s (BLAS_INFO=%s)" % (os.path.basename(libs[0]), info)
+    return "BLAS_INFO=%s" % info
+
+
+def cpu_capability():
+    cpu = getattr(torch.backends, "cpu", None)
+    if cpu is not None and hasattr(cpu, "get_cpu_capability"):
+        return cpu.get_cpu_capability()
+    m = re.search(r"CPU capability usage: (\w+)", torch.__config__.show())
+    return m.group(1) if m else "unknown"
+
+
+def has_compile():
+    return callable(getattr(torch, "compile", None))
+
+
+def describe(device="cpu"):
+    """What this PyTorch is, as a dict (--describe prints it as JSON)."""
+    import h5py
+    d = OrderedDict([
+        ("torch_version", torch.__version__),
+        ("origin", torch_origin()),
+        ("python", sys.executable),
+        ("python_version", "%d.%d.%d" % sys.version_info[:3]),
+        ("blas", blas_backend()),
+        ("cpu_capability", cpu_capability()),
+        ("compile", has_compile()),
+        ("numpy", np.__version__),
+        ("h5py", h5py.__version__),
+        ("cuda_available", bool(torch.cuda.is_available())),
+    ])
+    d["peer"] = "PyTorch %s (%s)" % (d["torch_version"], d["origin"])
+    if device == "cuda" and torch.cuda.is_available():
+        d["gpu"] = torch.cuda.get_device_name(0)
+        d["cuda_version"] = torch.version.cuda
+        d["bf16_supported"] = bool(torch.cuda.is_bf16_supported())
+    return d
+
+
+def compile_counters():
+    """Graphs compiled so far by torch.compile in this process (dynamo's
+    graphs and inductor's compilations, which include the backward graphs
+    that AOTAutograd compiles when they are first needed), or None where
+    this torch has no such counters."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    ind = counters.get("inductor", {})
+    return (int(counters.get("stats", {}).get("unique_graphs", 0))
+            + sum(int(ind.get(k, 0)) for k in ("fxgraph_cache_miss",
+                                                "fxgraph_cache_hit",
+                                                "fxgraph_cache_bypass")))
+
+
+def precision_context(device, precision):
+    """A fresh context for one forward pass and loss: torch.autocast to
+    bfloat16, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def twin_losses(cfg, params, buffers, events):
+    """torch_twin.compute's 8 losses (float64, CPU, no gradient) for the
+    given initial weights (spec names, as spec_weights gives them) on the
+    events, unpadded."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_twin as tt
+    twin = tt.MLPF(tt.Config(cfg), dtype=torch.float64)
+    fx = {"params": OrderedDict((k, v.numpy()) for k, v in params.items()),
+          "buffers": OrderedDict((k, v.numpy()) for k, v in buffers.items())}
+    extra = tt.load_weights(twin, fx)
+    if extra:
+        raise BenchError("parameters not in torch_twin: %s" % extra)
+    offs = np.cumsum([0] + [x.shape[0] for x, _ in events])
+    batch = tt.batch_to_torch({"X": np.concatenate([x for x, _ in events]),
+                               "ygen": np.concatenate([y for _, y in events]),
+                               "offsets": offs}, torch.float64)
+    with torch.no_grad():
+        return tt.compute(twin, batch)["losses"].numpy().astype(np.float64)
+
+
+def compare_losses(mine, ref, rtol):
+    """The check's verdict: every one of the 8 losses finite and within rtol
+    (relative) of the reference."""
+    mine = np.asarray(mine, dtype=np.float64)
+    rel = np.abs(mine - ref) / np.maximum(np.abs(ref), 1e-300)
+    rel = np.where(np.isfinite(mine), rel, np.inf)
+    worst = int(np.argmax(rel))
+    return OrderedDict([
+        ("passed", bool(np.all(rel <= rtol))),
+        ("max_rel", float(rel[worst])),
+        ("worst", LOSS_NAMES[worst]),
+        ("tolerance", rtol),
+        ("losses", [float(v) for v in mine]),
+        ("reference", [float(v) for v in ref]),
+        ("reference_by", "torch_twin.compute, float64, CPU, the same initial "
+                         "weights and events, unpadded"),
+    ])
+
+
 def run_bench(args):
     if args.data is None:
         raise BenchError("--data DIR is required (or use --check)")
@@ -536,9 +778,10 @@ def run_bench(args):
     if threads < 1:
         raise BenchError("--threads must be >= 1")
     torch.set_num_threads(threads)
-    dev = torch.device(args.device)
+    dev = device_of(args)
     cfg = PRESETS[args.preset]
     B, W, N = args.batch_size, args.warmup, args.steps
+    info = describe(dev.type)
 
     t0 = time.perf_counter()
     events = load_events(args.data, (W + N) * B, cfg["n_features"],
@@ -548,11 +791,29 @@ def run_bench(args):
                for i in range(W + N)]
     real = [sum(e[0].shape[0] for e in events[i * B:(i + 1) * B])
             for i in range(W + N)]
+    first_events = events[:B]          # for the check of the first step
     del events
     torch.manual_seed(args.seed)
     model = MLPF(cfg).to(dev)
+    init_params = init_buffers = None
+    if args.verify:                    # the initial weights, for the twin
+        p, b = spec_weights(model)
+        init_params = OrderedDict((k, v.detach().to("cpu", copy=True))
+                                  for k, v in p.items())
+        init_buffers = OrderedDict((k, v.detach().to("cpu", copy=True))
+                                   for k, v in b.items())
+    if args.perturb:                   # tests: a model the check must refuse
+        with torch.no_grad():
+            for prm in model.parameters():
+                prm.mul_(1.0 + args.perturb)
+    fwd = torch.compile(model, dynamic=True) if args.compile else model
     t_load = time.perf_counter() - t0
     rss_base = current_rss_mib()
+    gpu_base = 0
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        gpu_base = torch.cuda.memory_allocated()
 
     def sync():
         if dev.type == "cuda":
@@ -561,32 +822,48 @@ def run_bench(args):
     if args.inference:
         model.eval()
 
-        def step(X, Y, M):
-            with torch.no_grad():
-                return model(X, M)["logits"]
+        def step(X, Y, M, first=False):
+            with torch.no_grad(), precision_context(dev, args.precision):
+                pred = fwd(X, M)
+                # the loss only where the check needs it (step 0)
+                return mlpf_loss(pred, Y, M) if first else pred["logits"]
     else:
         model.train()
         opt = torch.optim.Adam(model.parameters(), **ADAM)
         sched = torch.optim.lr_scheduler.StepLR(
             opt, step_size=LR_DECAY_STEPS, gamma=LR_DECAY_RATE)
 
-        def step(X, Y, M):
+        def step(X, Y, M, first=False):
             opt.zero_grad(set_to_none=True)
-            loss = mlpf_loss(model(X, M), Y, M)
+            with precision_context(dev, args.precision):
+                loss = mlpf_loss(fwd(X, M), Y, M)
             loss[0].backward()
             opt.step()
             sched.step()
             return loss.detach()
 
+    warm = []
+    first = None
     for i in range(W):
-        step(*batches[i])
+        tw = time.perf_counter()
+        out = step(*batches[i], first=(i == 0))
+        sync()
+        warm.append(time.perf_counter() - tw)
+        if i == 0:
+            first = out
+    n_compiled = compile_counters() if args.compile else None
     sync()
     t1 = time.perf_counter()
     out = None
     for i in range(W, W + N):
-        out = step(*batches[i])
+        out = step(*batches[i], first=(i == 0))
+        if i == 0:
+            first = out
     sync()
     seconds = time.perf_counter() - t1
+    if n_compiled is not None:
+        after = compile_counters()
+        n_compiled = None if after is None else after - n_compiled
 
     peak = peak_rss_mib()
     events_t = N * B
@@ -606,8 +883,16 @@ def run_bench(args):
         ("torch_version", torch.__version__),
         ("padded_elements", int(sum(b[0].shape[0] * b[0].shape[1]
                                     for b in batches[W:]))),
+        ("execution", "compiled" if args.compile else "eager"),
+        ("precision", args.precision),
+        ("peer", info["peer"]),
+        ("torch_origin", info["origin"]),
+        ("blas", info["blas"]),
+        ("cpu_capability", info["cpu_capability"]),
+        ("python", info["python"]),
         # for information
         ("warmup", W),
+        ("warmup_seconds", warm),
         ("rss_baseline_mib", rss_base),
         ("load_seconds", t_load),
         ("n_params", model.n_params()),
@@ -616,8 +901,28 @@ def run_bench(args):
         ("seed", args.seed),
         ("data", os.path.abspath(args.data)),
     ])
+    if args.compile:
+        res["compile_mode"] = "torch.compile(model, dynamic=True)"
+        res["compile_seconds"] = sum(max(0.0, t - seconds / N) for t in warm)
+        res["compiles_in_timed_steps"] = n_compiled
+    if dev.type == "cuda":
+        gpeak = torch.cuda.max_memory_allocated()
+        res["gpu"] = info.get("gpu")
+        res["peak_gpu_mib"] = gpeak / 2.0 ** 20
+        res["peak_gpu_mib_per_event"] = (gpeak - gpu_base) / 2.0 ** 20 / B
     if not args.inference:
         res["last_loss"] = [float(v) for v in out]
+    if args.perturb:
+        res["perturb"] = args.perturb
+
+    # The check of the first step (after the timing and the peak memory).
+    res["check"] = None
+    if args.verify:
+        ref = twin_losses(cfg, init_params, init_buffers, first_events)
+        rtol = args.verify_rtol or CHECK_RTOL[args.precision]
+        res["check"] = compare_losses(first.detach().double().cpu().numpy(),
+                                      ref, rtol)
+    chk = res["check"]
     print("%s: %s %s B=%d threads=%d: %d steps (+%d warm-up), %d events, "
           "%d elements (%d padded) in %.3f s: %.4g events/s, %.4g s/step, "
           "peak RSS %.0f MiB (%.1f MiB/event over %.0f MiB), torch %s%s"
@@ -626,13 +931,26 @@ def run_bench(args):
              res["events_per_s"], res["s_per_step"], peak,
              res["peak_rss_mib_per_event"], rss_base, torch.__version__,
              "" if args.inference else ", loss %.5g" % res["last_loss"][0]))
+    print("%s: %s, %s, %s on %s; BLAS %s, CPU capability %s%s"
+          % (PROG, info["peer"], res["execution"], args.precision, dev,
+             info["blas"], info["cpu_capability"],
+             "" if not args.compile else
+             "; warm-up %s s (compiling ~%.1f s), %s graphs compiled in the "
+             "timed steps" % ("/".join("%.1f" % t for t in warm),
+                              res["compile_seconds"],
+                              "?" if n_compiled is None else n_compiled)))
+    if chk is not None:
+        print("%s: check %s: first-step losses vs torch_twin (float64): "
+              "largest relative difference %.2e (%s), tolerance %.2g"
+              % (PROG, "PASS" if chk["passed"] else "FAIL", chk["max_rel"],
+                 chk["worst"], chk["tolerance"]))
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump(res, f, indent=2)
             f.write("\n")
         os.replace(tmp, args.json)
-    return 0
+    return 0 if chk is None or chk["passed"] else 1
 
 
 # =============================================================================
@@ -715,6 +1033,7 @@ def run_check(args):
     torch.manual_seed(args.seed)
     model = MLPF(cfg).to(dt)
     params, buffers = spec_weights(model)
+    dev = device_of(args)
     twin = tt.MLPF(tt.Config(cfg), dtype=dt)
     fx = {"params": OrderedDict((k, v.numpy()) for k, v in params.items()),
           "buffers": OrderedDict((k, v.numpy()) for k, v in buffers.items())}
@@ -727,13 +1046,21 @@ def run_check(args):
               % (model.n_params(), twin.n_trainable()))
         return 1
 
-    # Padded, batched model.
-    X, Y, M = collate(events, cfg["bin_size"], dt)
-    pred = model(X, M, return_hashes=True)
+    # Padded, batched model (compiled with --compile), on --device.
+    X, Y, M = (t.to(dev) for t in collate(events, cfg["bin_size"], dt))
+    model.to(dev)
+    fwd = torch.compile(model, dynamic=True) if args.compile else model
+    t0 = time.perf_counter()
+    pred = fwd(X, M, return_hashes=True)
     loss = mlpf_loss(pred, Y, M)
     model.zero_grad()
     loss[0].backward()
-    g_mine, _ = spec_weights(model, grads=True)
+    t_fwd_bwd = time.perf_counter() - t0
+    g_mine = OrderedDict((k, v.cpu()) for k, v in
+                         spec_weights(model, grads=True)[0].items())
+    loss = loss.detach().cpu()
+    pred["hashes"] = [h.cpu() for h in pred["hashes"]]
+    model.to("cpu")
 
     # Twin on the same events, unpadded (ragged rows + offsets).
     offs = np.cumsum([0] + [x.shape[0] for x, _ in events])
@@ -748,6 +1075,10 @@ def run_check(args):
           "[%d, %d] (bin size %d)" % (len(events), what,
                                       [x.shape[0] for x, _ in events],
                                       X.shape[0], X.shape[1], cfg["bin_size"]))
+    print("check: %s, %s, on %s; forward and backward %.1f s%s"
+          % (describe()["peer"], "torch.compile(model, dynamic=True)"
+             if args.compile else "eager", dev, t_fwd_bwd,
+             " (compiling included)" if args.compile else ""))
     print("%-16s %22s %22s %10s" % ("loss", "padded batch", "torch_twin", "rel.diff"))
     worst = ("", 0.0)
     for i, nm in enumerate(LOSS_NAMES):
@@ -825,8 +1156,31 @@ def main(argv=None):
                     help="compare with torch_twin.py (tiny preset, float64)")
     ap.add_argument("--rtol", type=float, default=1e-5,
                     help="--check tolerance (default 1e-5)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile(model, dynamic=True) (PyTorch >= 2.0)")
+    ap.add_argument("--precision", choices=sorted(CHECK_RTOL), default="fp32",
+                    help="fp32 (default) or bf16 autocast")
+    ap.add_argument("--no-verify", dest="verify", action="store_false",
+                    help="skip the first step's check against torch_twin")
+    ap.add_argument("--verify-rtol", type=float, default=0.0,
+                    help="tolerance of that check (default: by precision)")
+    ap.add_argument("--perturb", type=float, default=0.0,
+                    help=argparse.SUPPRESS)  # tests: scale the weights by 1+X
+    ap.add_argument("--describe", action="store_true",
+                    help="print what this PyTorch is, as JSON")
     args = ap.parse_args(argv)
+    if args.compile and not has_compile():
+        print("%s: error: --compile needs torch.compile (PyTorch >= 2.0); "
+              "%s has torch %s" % (PROG, sys.executable, torch.__version__),
+              file=sys.stderr)
+        return 2
     try:
+        if args.describe:
+            print(json.dumps(describe(device_of(args).type), indent=2))
+            return 0
+        if args.check and args.precision != "fp32":
+            raise BenchError("--check runs in float64; --precision does not "
+                             "apply to it")
         return run_check(args) if args.check else run_bench(args)
     except BenchError as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
