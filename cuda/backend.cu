@@ -99,8 +99,10 @@ extern "C" double mlpf_cuda_gemm_rate(int dev, const char *precision, int M, int
         cudaFree(B);
         return cuda_fail(e, "cudaMalloc", err, n);
     }
-    cudaMemset(A, 0, es * M * K);
-    cudaMemset(B, 0, es * K * N);
+    if ((e = cudaMemset(A, 0, es * M * K)) != cudaSuccess || (e = cudaMemset(B, 0, es * K * N)) != cudaSuccess) {
+        cudaFree(A), cudaFree(B), cudaFree(C);
+        return cuda_fail(e, "cudaMemset", err, n);
+    }
     cublasHandle_t h;
     if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, n, "cublasCreate failed");
@@ -122,8 +124,13 @@ extern "C" double mlpf_cuda_gemm_rate(int dev, const char *precision, int M, int
         best = 0.0;
         while (std::chrono::steady_clock::now() < end) {
             auto t0 = std::chrono::steady_clock::now();
-            for (int i = 0; i < 10; i++) run();
-            cudaDeviceSynchronize();
+            for (int i = 0; i < 10 && st == CUBLAS_STATUS_SUCCESS; i++) st = run();
+            if (st != CUBLAS_STATUS_SUCCESS || (e = cudaDeviceSynchronize()) != cudaSuccess) {
+                if (st != CUBLAS_STATUS_SUCCESS) snprintf(err, n, "cublasGemmEx (%s) failed: status %d", precision, (int)st);
+                else cuda_fail(e, "cudaDeviceSynchronize after cublasGemmEx", err, n);
+                best = -1.0;
+                break;
+            }
             double dt_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             double r = 10.0 * 2.0 * M * N * K / dt_s;
             if (r > best) best = r;
@@ -156,7 +163,7 @@ template <class F> int guarded(backend *be, F &&f)
     cuda_impl *c = impl(be);
     if (!c->error.empty()) return -1;
     try {
-        cudaSetDevice(mlpf_cuda_device);
+        CUDA_CHECK(cudaSetDevice(mlpf_cuda_device));
         f(c->m);
         return 0;
     } catch (const std::exception &e) {

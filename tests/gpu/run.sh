@@ -9,7 +9,7 @@
 #   2. compute-sanitizer memcheck over a tiny training step, racecheck over
 #      the kernels' shared-memory reductions
 #   3. the training benchmark: self-check in each precision, events/s at
-#      batch 1, 4 and 16 on ~5,000-element events, TFLOP/s by the spec's cost
+#      batch 1, 4, 16 and 48 on ~5,000-element events, TFLOP/s by the spec's cost
 #      model, against gemm-bench --device cuda (cuBLAS at the model's shapes)
 #   4. PyTorch on the same events, where tests/gpu/torch_peers.sh exists
 # Prints what it measured; docs/benchmarks.md records it with date and device.
@@ -32,7 +32,7 @@ line=$(grep -oE "[0-9]+ passed, [0-9]+ failed" "$out/backend.txt" | tail -1)
 [[ $line == *" 0 failed" ]] && ok "backend on the GPU: $line" || bad "backend on the GPU: ${line:-no closing line}"
 
 "$bin" generate --out "$out/tiny" --train-events 4 --valid-events 2 --shards 1 --elements 60 --seed 2 >/dev/null
-"$bin" generate --out "$out/ev" --train-events 48 --valid-events 4 --shards 2 --seed 9 >/dev/null
+"$bin" generate --out "$out/ev" --train-events 96 --valid-events 4 --shards 2 --seed 9 >/dev/null
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin" train --device cuda --precision fp32 \
@@ -45,10 +45,11 @@ else bad "compute-sanitizer not found"; fi
 "$bin" gemm-bench --device cuda --precision tf32 --seconds 1 2>&1 | tee "$out/gemm_tf32.txt" | grep -i "tflop"
 "$bin" gemm-bench --device cuda --precision bf16 --seconds 1 2>&1 | tee "$out/gemm_bf16.txt" | grep -i "tflop"
 for prec in fp32 tf32 bf16; do
-    for b in 1 4 16; do
+    for b in 1 4 16 48; do
         [[ $prec == fp32 && $b != 4 ]] && continue
+        steps=$((96 / b < 12 ? 96 / b : 12)) warm=$((96 / b < 12 ? 1 : 2))
         timeout 150 "$bin" train --device cuda --precision "$prec" --data "$out/ev" --batch-size $b --epochs 1 \
-            --warmup-steps 2 --max-steps $((48 / b < 12 ? 48 / b : 12)) --results "$out/r_${prec}_$b" --log-every 30 \
+            --warmup-steps $warm --max-steps $steps --results "$out/r_${prec}_$b" --log-every 30 \
             >"$out/train_${prec}_$b.txt" 2>&1 || { bad "train $prec batch $b: $(tail -2 "$out/train_${prec}_$b.txt")"; continue; }
         /usr/bin/python3 - "$out/r_${prec}_$b/mlpf_summary.json" "$prec" "$b" <<'PY'
 import json, sys
@@ -62,5 +63,6 @@ PY
         ok "train --device cuda --precision $prec --batch-size $b"
     done
 done
-[[ -x tests/gpu/torch_peers.sh ]] && tests/gpu/torch_peers.sh "$out/ev"
+# PyTorch on the same events (eager and compiled, fp32 and bf16 autocast), within the run's budget
+GPU_PEERS_DATA="$out/ev" timeout 150 tests/gpu/torch_peers.sh "$build" || bad "PyTorch peers on the GPU (tests/gpu/torch_peers.sh)"
 finish gpu
