@@ -933,13 +933,14 @@ int cmd_train(int argc, char **argv)
             mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
                         o->warmup_steps, todo);
         bad = 1;
-    } else if (o->epochs == 1 && !o->resume) {
+    } else if (r.total_steps <= r.steps_per_epoch && !o->resume) {
+        /* it ends within epoch 1: scored on the steps after the warm-up */
         const long long warm = o->warmup_steps > 0 ? o->warmup_steps : ONE_EPOCH_WARMUP;
         if (r.total_steps <= warm) {
             if (r.root)
-                mlpf_errorf("--epochs 1 is scored on the steps after its first %lld warm-up step(s), and "
-                            "this run has %lld step(s): give it at least %lld steps (more training events, "
-                            "a smaller --batch-size, or --epochs 2)", warm, r.total_steps, warm + 1);
+                mlpf_errorf("a run that ends within epoch 1 is scored on the steps after its first %lld warm-up "
+                            "step(s), and this run has %lld step(s): give it at least %lld steps (--max-steps, more "
+                            "training events, a smaller --batch-size, or --epochs 2)", warm, r.total_steps, warm + 1);
             bad = 1;
         }
     }
