@@ -136,25 +136,13 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (!strcmp(a, "--data")) {
             rc = cli_path(a, v, "a directory", &o->data);
         } else if (!strcmp(a, "--bind")) {
-            if (!v || (strcmp(v, "auto") && strcmp(v, "none"))) {
-                fprintf(stderr, "mlpfbench: --bind must be auto or none, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->bind = v;
+            rc = cli_choice(a, v, "auto|none", &o->bind);
         } else if (!strcmp(a, "--results")) {
             rc = cli_path(a, v, "a directory", &o->results);
         } else if (!strcmp(a, "--device")) {
-            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
-                fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->device = v;
+            rc = cli_choice(a, v, "cpu|cuda", &o->device);
         } else if (!strcmp(a, "--precision")) {
-            if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
-                fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->precision = v;
+            rc = cli_choice(a, v, "fp32|tf32|bf16", &o->precision);
         } else if (!strcmp(a, "--checkpoint")) {
             rc = cli_path(a, v, "a file name", &o->checkpoint);
         } else if (!strcmp(a, "--resume")) {
