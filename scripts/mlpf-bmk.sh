@@ -206,7 +206,7 @@ merge() { # [--fail REASON]: the summary of the copies; its exit status
         copyargs+=(--copy "$out/proc_$k" "${rcs[k]}" "${copy_cpus[k]:-}" "${copy_gpus[k]:-none}")
     done
     "$bin" __bmk-merge --out "$out" --copies "$copies" --threads "$threads" --events "$events" \
-        --valid-events "$valid" --gpus "$g" --extra-args "$extra" --data "$data" --containment "$containment" \
+        --valid-events "$valid" --gpus "$g" --extra-args "$extra" --data "$data" --view "$view" --containment "$containment" \
         --command-line "$cmdline" "$@" "${copyargs[@]}" -- "${train[@]}" 2>&1 | tee -a "$log"
     return "${PIPESTATUS[0]}"
 }

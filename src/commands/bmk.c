@@ -639,9 +639,31 @@ static json_t *dataset_json(const char *dir, long long used_train, long long use
     return d;
 }
 
+/* Replace every "FROM/" in s by "TO/". */
+static void replace_prefix(char *s, size_t n, const char *from, const char *to)
+{
+    char pat[PATH_MAX + 2], rep[PATH_MAX + 2], *out = malloc(n);
+    if (!out) return;
+    snprintf(pat, sizeof pat, "%s/", from);
+    snprintf(rep, sizeof rep, "%s/", to);
+    size_t o = 0, lp = strlen(pat), lr = strlen(rep);
+    for (const char *p = s; *p && o + 1 < n;) {
+        if (!strncmp(p, pat, lp) && o + lr + 1 < n) {
+            memcpy(out + o, rep, lr);
+            o += lr, p += lp;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(s, out, o + 1);
+    free(out);
+}
+
 static int cmd_merge(int argc, char **argv)
 {
-    const char *out = NULL, *extra = "", *data = NULL, *containment = "none", *cmdline = NULL, *fail = NULL;
+    const char *out = NULL, *extra = "", *data = NULL, *containment = "none", *cmdline = NULL, *fail = NULL,
+               *view = NULL;
     long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0;
     copy_t c[512];
     int n = 0, i = 1;
@@ -658,6 +680,7 @@ static int cmd_merge(int argc, char **argv)
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--extra-args")) extra = v;
         else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--view")) view = v;
         else if (!strcmp(a, "--containment")) containment = v;
         else if (!strcmp(a, "--command-line")) cmdline = v;
         else if (!strcmp(a, "--fail")) fail = *v ? v : NULL;
@@ -688,6 +711,8 @@ static int cmd_merge(int argc, char **argv)
                      c[k].rc, c[k].dir);
         else if (strcmp(log, "ok"))
             snprintf(c[k].why, sizeof c[k].why, "copy %d failed: %s", k + 1, log);
+        if (view && data && c[k].why[0]) /* name the dataset's files, not the links of the (removed) view */
+            replace_prefix(c[k].why, sizeof c[k].why, view, data);
         else if (c[k].rc != 0)
             snprintf(c[k].why, sizeof c[k].why, "copy %d exited with status %d (see %s/train.log)", k + 1, c[k].rc, c[k].dir);
         else if (!json_is_number(json_object_get(sc, "mean_throughput"))) {
