@@ -2,6 +2,7 @@
 # Build the mlpf-bmk image (make image) or its CUDA variant (make image-gpu).
 #
 #   container/build-image.sh [--gpu] [--tag NAME:TAG] [--dataset 'GENERATE OPTIONS']
+#                            [--default-args 'TRAIN OPTIONS']
 #
 # The engine is podman, else docker, else buildah (container/engine.sh), with
 # the project's container/containers.conf for podman and buildah. The base is
@@ -10,6 +11,8 @@
 # configured apt sources (said so, and recorded in the image's image.json).
 # --dataset replaces the carried dataset's size (default: --hepscore, 2,000
 # training + 200 validation events); its seed is always DATASET_SEED (42).
+# --default-args: train options the entry point uses before --extra-args
+# (MLPF_BMK_DEFAULT_ARGS in the image; the tests' image trains 'tiny').
 # --gpu builds FROM the CPU image (built first when missing) and adds the
 # CUDA side: libmlpf_cuda.so, built here with nvcc, and the CUDA runtime,
 # cuBLAS and NCCL libraries it links, copied from CUDA_HOME (/usr/local/cuda).
@@ -18,13 +21,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/container/containers.conf}
 version=$(sed -n 's/^#define MLPF_VERSION "\(.*\)"/\1/p' include/report.h)
-gpu=0 tag="" dataset="--hepscore"
+gpu=0 tag="" dataset="--hepscore" defaults=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --gpu) gpu=1; shift ;;
         --tag) tag=${2:?--tag needs NAME:TAG}; shift 2 ;;
         --dataset) dataset=${2?--dataset needs generate options}; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --default-args) defaults=${2?--default-args needs train options}; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-image.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -101,7 +105,7 @@ if ((gpu == 0)); then
     base_image
     say "building $tag (base $base, dataset: generate --seed 42 $dataset)"
     build -f container/Containerfile --build-arg BASE="$base" --build-arg BASE_NOTE="$base_note" \
-        --build-arg GIT_COMMIT="$git_commit" --build-arg DATASET_ARGS="$dataset" \
+        --build-arg GIT_COMMIT="$git_commit" --build-arg DATASET_ARGS="$dataset" --build-arg DEFAULT_ARGS="$defaults" \
         --build-arg IMAGE_NAME="$tag" -t "$tag" .
     say "built $tag; run it as hep-score does:"
     say "  $engine run --rm --network host -v \$PWD/run0:/results $tag -W --threads 2 --copies 1 --events 24"
