@@ -10,6 +10,7 @@ pkgs=(gcc make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-to
       libhwloc-dev hwloc check libsubunit-dev libopenblas-openmp-dev libjansson-dev zlib1g-dev)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib)
+    pkgs+=(python3-yaml podman runc mmdebstrap) # issue 18: hep-score configurations, the image test
 elif [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 elif [[ -n "${1:-}" ]]; then

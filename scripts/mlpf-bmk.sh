@@ -137,12 +137,15 @@ done
 # may use, the dataset's size and the GPUs visible
 check=$("$bin" __bmk-check --data "$data" -- "${train[@]}" 2>&1)
 crc=$?
-[[ $crc -eq 0 || $crc -eq 3 ]] || {
+if [[ $crc -eq 2 ]]; then
     msg=$(grep -m1 . <<<"$check")
     msg=${msg#mlpfbench: }
     [[ $msg == --data* ]] && die "$msg"
     die "--extra-args: $msg"
-}
+elif [[ $crc -ne 0 && $crc -ne 3 ]]; then
+    echo "$prog: $bin __bmk-check failed (exit $crc): $(grep -m1 . <<<"$check")" >&2
+    exit 1
+fi
 no_gpu="" cpus=() train_events=0 valid_events=0 visible=0
 if [[ $crc -eq 3 ]]; then
     no_gpu=$(grep -m1 . <<<"$check")

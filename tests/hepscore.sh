@@ -168,6 +168,7 @@ refuse "--mop must be none, all or custom" --mop everything
 refuse "--events 13: the dataset .* has only 12 training events" --events 13 --extra-args "--data $ds"
 refuse "--batch-size needs a whole number from 1 .* got '0'" --extra-args "--data $ds --batch-size 0"
 refuse "--preset must be one of .* got 'huge'" --extra-args "--data $ds --preset huge"
+refuse "--device must be cpu or cuda, got 'tpu'" --extra-args "--data $ds --device tpu"
 refuse "unknown option '--bogus' for train" --extra-args "--data $ds --epochs 2 --bogus 1"
 refuse "--epochs needs a whole number" --extra-args "--data $ds --epochs"
 refuse "--lr needs a number .* got 'nan'" --extra-args "--data $ds --lr nan"

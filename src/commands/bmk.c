@@ -665,13 +665,14 @@ static int cmd_merge(int argc, char **argv)
     const char *out = NULL, *extra = "", *data = NULL, *containment = "none", *cmdline = NULL, *fail = NULL,
                *view = NULL;
     long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0;
-    copy_t c[512];
+    copy_t *c = calloc((size_t)argc, sizeof *c); /* at most one copy per 5 arguments */
     int n = 0, i = 1;
+    if (!c) return bmk_error(1, "out of memory");
     for (; i < argc && strcmp(argv[i], "--"); i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return bmk_error(2, "__bmk-merge: %s needs a value", a);
         if (!strcmp(a, "--copy")) {
-            if (i + 4 >= argc || n >= (int)(sizeof c / sizeof c[0])) return bmk_error(2, "__bmk-merge: --copy DIR RC CPUS GPUS");
+            if (i + 4 >= argc) return bmk_error(2, "__bmk-merge: --copy DIR RC CPUS GPUS");
             c[n] = (copy_t){.dir = argv[i + 1], .rc = atoi(argv[i + 2]), .cpus = argv[i + 3], .gpus = argv[i + 4]};
             n++;
             i += 4;
@@ -816,6 +817,7 @@ static int cmd_merge(int argc, char **argv)
         printf("mlpf-bmk: FAILED: %s\nmlpf-bmk: summary %s (failed)\n", why, path);
     }
     for (int k = 0; k < n; k++) json_decref(c[k].sum);
+    free(c);
     json_decref(root);
     return rc != 0 || why ? 1 : 0;
 }
