@@ -39,6 +39,8 @@ the copies' training throughputs (events/s), mean_epoch_time their mean.
                         --data DIR          the dataset (default: the image's)
                         --gpus G            data-parallel ranks per copy, one per
                                             GPU (mpirun), with --device cuda
+                        --ranks R           CPU: data-parallel ranks per copy,
+                                            sharing its T cores (mpirun)
                         --valid-events M    validation events per copy (default:
                                             the dataset's share for N events)
   -h, --help          this help
@@ -108,15 +110,16 @@ if [[ -z $data ]]; then
     data=$here/data/bmk
     [[ -f $data/manifest.json ]] || data=$here/data/default
 fi
-gpus="" valid="" device=cpu train=() outputs=()
+gpus="" ranks="" valid="" device=cpu train=() outputs=()
 for ((i = 0; i < ${#words[@]}; i++)); do
     w=${words[i]} v=${words[i + 1]-}
     case $w in
-        --gpus|--valid-events|--data|--timeline|--save-weights)
+        --gpus|--ranks|--valid-events|--data|--timeline|--save-weights)
             ((i + 1 < ${#words[@]})) || die "--extra-args: $w needs a value" ;;
     esac
     case $w in
         --gpus) whole "--extra-args: --gpus" "$v"; gpus=$v; ((i++)) ;;
+        --ranks) whole "--extra-args: --ranks" "$v"; ranks=$v; ((i++)) ;;
         --valid-events) whole "--extra-args: --valid-events" "$v"; valid=$v; ((i++)) ;;
         --data) [[ -n $v ]] || die "--extra-args: --data needs a directory"; data=$v; ((i++)) ;;
         --results|--threads|--bind)
@@ -131,6 +134,7 @@ for ((i = 0; i < ${#words[@]}; i++)); do
     esac
 done
 [[ -n $gpus && $device != cuda ]] && die "--extra-args: --gpus $gpus needs --device cuda"
+[[ -n $ranks && $device == cuda ]] && die "--extra-args: --ranks is for CPU copies; with --device cuda, --gpus G gives G ranks"
 
 [[ -x $bin ]] || { echo "$prog: $bin is missing (build it with 'make')" >&2; exit 1; }
 # train's own parser judges its options; the check also reports the CPUs we
@@ -174,8 +178,8 @@ if [[ -z $valid ]]; then # the dataset's share of validation events for N traini
     ((valid >= 1)) || valid=1
 fi
 ((valid <= valid_events)) || die "--extra-args: --valid-events $valid: the dataset $data has only $valid_events validation events"
-g=0
-[[ $device == cuda ]] && g=${gpus:-1}
+g=0 np=${ranks:-1} # GPUs and ranks per copy
+[[ $device == cuda ]] && g=${gpus:-1} np=${gpus:-1}
 
 # ------------------------------------------------------------- the run
 if ((direct)); then out=$resultsdir
@@ -209,7 +213,7 @@ merge() { # [--fail REASON]: the summary of the copies; its exit status
         copyargs+=(--copy "$out/proc_$k" "${rcs[k]}" "${copy_cpus[k]:-}" "${copy_gpus[k]:-none}")
     done
     "$bin" __bmk-merge --out "$out" --copies "$copies" --threads "$threads" --events "$events" \
-        --valid-events "$valid" --gpus "$g" --extra-args "$extra" --data "$data" --view "$view" --containment "$containment" \
+        --valid-events "$valid" --ranks "$np" --gpus "$g" --extra-args "$extra" --data "$data" --view "$view" --containment "$containment" \
         --command-line "$cmdline" "$@" "${copyargs[@]}" -- "${train[@]}" 2>&1 | tee -a "$log"
     return "${PIPESTATUS[0]}"
 }
@@ -259,9 +263,9 @@ for ((k = 1; k <= copies; k++)); do
     extra_out=()
     for ((j = 0; j < ${#outputs[@]}; j += 2)); do extra_out+=("${outputs[j]}" "$d/${outputs[j + 1]}"); done
     per_rank=$threads launch=()
-    if ((g > 1)); then # G data-parallel ranks sharing the copy's cores
-        per_rank=$((threads / g > 0 ? threads / g : 1))
-        launch=(mpirun --bind-to none --oversubscribe -np "$g")
+    if ((np > 1)); then # data-parallel ranks sharing the copy's cores
+        per_rank=$((threads / np > 0 ? threads / np : 1))
+        launch=(mpirun --bind-to none --oversubscribe -np "$np")
     fi
     cmd=(env "${env[@]}" taskset -c "$list" "${launch[@]}" "$bin" train --data "$view" --results "$d"
          --threads "$per_rank" --bind none "${train[@]}" "${extra_out[@]}")

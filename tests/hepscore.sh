@@ -95,6 +95,25 @@ assert [x["crc32"] for x in a["shards"]] == [x["crc32"] for sp in ("train", "val
 assert s["app"]["containment"] in ("none", "docker", "podman"), s["app"]
 EOF
 
+# ranks within a copy (mpirun), without -W (a new subdirectory), --debug (the commands, the view kept)
+"$entry" -d "$tmp/nw" --debug --threads 2 --copies 1 --events 6 --extra-args "$xa --ranks 2 --batch-size 1" >"$tmp/nw.log" 2>&1
+rc=$?
+sub=$(cd "$tmp/nw" 2>/dev/null && ls -d mlpf-bmk-c1-e6-*_* 2>/dev/null)
+if [[ $rc -eq 0 && $(wc -w <<<"$sub") -eq 1 ]] && $py - "$tmp/nw/$sub" <<'EOF'; then ok "1 copy of 2 ranks (mpirun) in $sub (no -W), --debug: commands printed, dataset view kept"; else bad "ranks/no -W/debug: exit $rc, '$sub': $(tail -5 "$tmp/nw.log")"; fi
+import json, os, sys
+d = sys.argv[1]
+s = json.load(open(d + "/mlpf_summary.json")); st = s["report"]["wl-stats"]
+assert s["report"]["log"] == "ok" and s["report"]["wl-scores"]["mean_throughput"] > 0
+assert s["run_info"]["ranks_per_copy"] == 2 and st["world_size"] == 2, (s["run_info"], st["world_size"])
+assert sorted((r["copy"], r["copy_rank"], r["rank"], r["threads"]) for r in st["per_rank"]) == [(1, 0, 0, 1), (1, 1, 1, 1)]
+assert sum(r["events"] for r in st["per_rank"]) == 6 * 3, [r["events"] for r in st["per_rank"]]
+assert st["copies"][0]["wl-stats"]["horovod_enabled"] is True
+assert os.path.isfile(d + "/dataset-view/manifest.json")  # --debug keeps it
+log = open(d + "/mlpf-bmk.log").read()
+import re
+assert "mpirun --bind-to none --oversubscribe -np 2" in log and re.search(r"taskset -c 0\\?,1 ", log), log
+EOF
+
 # the score hep-score computes from the shipped yaml, recomputed by its rule
 conf=$root/hepscore/mlpf-cpu.yaml
 if out=$($py "$root/scripts/hepscore_score.py" "$conf" "$tmp/out" 2>&1) && $py - "$conf" "$tmp/out" "$out" <<'EOF'; then ok "score by hep-score's rule from hepscore/mlpf-cpu.yaml: $(tail -1 <<<"$out")"; else bad "score: $out"; fi
@@ -179,6 +198,7 @@ refuse "--checkpoint is not available" --extra-args "--data $ds --checkpoint /tm
 refuse "--timeline needs a plain file name" --extra-args "--data $ds --timeline /tmp/t.json"
 refuse "--gpus 2 needs --device cuda" --extra-args "--data $ds --gpus 2"
 refuse "--gpus needs a whole number .* got '0'" --extra-args "--data $ds --device cuda --gpus 0"
+refuse "--ranks is for CPU copies" --extra-args "--data $ds --device cuda --ranks 2"
 refuse "--valid-events 5: the dataset .* has only 4 validation events" --extra-args "--data $ds --valid-events 5"
 refuse "--data $tmp/nowhere: .* is not a directory" --extra-args "--data $tmp/nowhere"
 refuse "--data $tmp/cwd: no dataset in" --extra-args "--data $tmp/cwd"

@@ -13,6 +13,8 @@
  *       events of SRC: whole shards are symbolic links to SRC's, the last
  *       partial shard of a split is rewritten (after checking SRC's CRC-32).
  *   mlpfbench __bmk-merge --out DIR [options] [--copy PROC_DIR RC CPUS GPUS]... -- TRAIN_ARGS...
+ *       (options: --copies --threads --events --valid-events --ranks --gpus
+ *       --extra-args --data --view --containment --command-line --fail)
  *       the summary of C copies, DIR/mlpf_summary.json: scores summed (the
  *       throughput) or averaged (the epoch time) over the copies, each copy's
  *       figures under wl-stats.copies, or a failed summary naming the first
@@ -664,7 +666,7 @@ static int cmd_merge(int argc, char **argv)
 {
     const char *out = NULL, *extra = "", *data = NULL, *containment = "none", *cmdline = NULL, *fail = NULL,
                *view = NULL;
-    long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0;
+    long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0, ranks = 1;
     copy_t *c = calloc((size_t)argc, sizeof *c); /* at most one copy per 5 arguments */
     int n = 0, i = 1;
     if (!c) return bmk_error(1, "out of memory");
@@ -690,6 +692,7 @@ static int cmd_merge(int argc, char **argv)
         else if (!strcmp(a, "--events")) events = atoll(v);
         else if (!strcmp(a, "--valid-events")) valid_events = atoll(v);
         else if (!strcmp(a, "--gpus")) gpus = atoll(v);
+        else if (!strcmp(a, "--ranks")) ranks = atoll(v);
         else return bmk_error(2, "__bmk-merge: unknown option '%s'", a);
         i++;
     }
@@ -744,6 +747,7 @@ static int cmd_merge(int argc, char **argv)
     json_object_set_new(run_info, "events_per_thread", json_integer(events)); /* hep-workloads' name for -e */
     json_object_set_new(run_info, "events_per_copy", json_integer(events));
     json_object_set_new(run_info, "valid_events_per_copy", json_integer(valid_events));
+    json_object_set_new(run_info, "ranks_per_copy", json_integer(ranks));
     json_object_set_new(run_info, "gpus_per_copy", json_integer(gpus));
     json_object_set_new(run_info, "extra_arguments", json_string(extra));
     if (!why) {
