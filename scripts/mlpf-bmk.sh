@@ -274,13 +274,32 @@ for ((k = 1; k <= copies; k++)); do
     pids[k]=$!
     say "copy $k: cpus $list${copy_gpus[k]:+, GPUs ${copy_gpus[k]}}, log $d/train.log"
 done
-for ((k = 1; k <= copies; k++)); do
-    wait "${pids[k]}"
-    rcs[k]=$?
-    say "copy $k: exit status ${rcs[k]}"
+# as the copies end; the first that fails ends the run: the others are stopped
+declare -A copy_of
+live=()
+for ((k = 1; k <= copies; k++)); do copy_of[${pids[k]}]=$k live+=("${pids[k]}"); done
+first_failed=""
+while ((${#live[@]} > 0)); do
+    ended=""
+    wait -n -p ended "${live[@]}"
+    rc=$?
+    [[ -n $ended ]] || continue
+    k=${copy_of[$ended]}
+    rcs[k]=$rc
+    say "copy $k: exit status $rc"
+    rest=()
+    for p in "${live[@]}"; do [[ $p == "$ended" ]] || rest+=("$p"); done
+    live=("${rest[@]}")
+    if ((rc != 0)) && [[ -z $first_failed ]]; then
+        first_failed=$k
+        if ((${#live[@]} > 0)); then
+            say "copy $k failed: stopping the other copies"
+            kill -TERM "${live[@]}" 2>/dev/null
+        fi
+    fi
 done
 trap - TERM INT
-merge
+merge ${first_failed:+--first-failed "$first_failed"}
 status=$?
 cleanup
 exit $((status == 0 ? 0 : 1))

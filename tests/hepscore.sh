@@ -218,7 +218,7 @@ printf '\x55' | dd of="$tmp/ds-bad/train/shard-0000.h5" bs=1 seek=3000 conv=notr
 "$entry" -W -d "$tmp/f1" --threads 1 --copies 2 --events 6 --extra-args "--data $tmp/ds-bad --preset tiny" >"$tmp/f1.log" 2>&1
 rc=$?
 [[ $rc -eq 1 ]] && ok "damaged shard: exit 1" || bad "damaged shard: exit $rc: $(tail -3 "$tmp/f1.log")"
-failed "damaged shard" "$tmp/f1" "copy 1 failed: .*shard-0000.h5.*\(and 1 more of the 2 copies failed\)"
+failed "damaged shard" "$tmp/f1" "copy [12] failed: .*shard-0000.h5.*\(2 of the 2 copies failed"
 # a damaged shard cut in two by --events: refused before its copy is made
 "$entry" -W -d "$tmp/f1b" --threads 1 --copies 1 --events 2 --extra-args "--data $tmp/ds-bad --preset tiny" >"$tmp/f1b.log" 2>&1
 rc=$?
@@ -248,6 +248,21 @@ refused = $rc == 1 and 'reported no mean_throughput' in s['log'] and s['wl-score
 print('scored' if ok else 'failed: ' + s['log']); sys.exit(not (ok or refused))" >"$tmp/f3.chk"; then
     ok "--epochs 1: $(cat "$tmp/f3.chk") (exit $rc)"
 else bad "--epochs 1: exit $rc, $(cat "$tmp/f3.chk")"; fi
+
+# a copy killed outright (SIGKILL): the run ends at once, the other copy is
+# stopped, the failed summary names the killed copy
+"$entry" -W -d "$tmp/f5" --threads 1 --copies 2 --events 12 --extra-args "--data $ds --preset tiny --epochs 100000" >"$tmp/f5.log" 2>&1 &
+epid=$!
+for _ in $(seq 100); do [[ -f $tmp/f5/proc_2/train.log ]] && grep -q "^epoch 2" "$tmp/f5/proc_2/train.log" && break; sleep 0.2; done
+t0=$(date +%s)
+for p in $(pgrep -P $epid); do # the entry point's own child that runs copy 2, by its id
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--results $tmp/f5/proc_2 " && kill -KILL "$p"
+done
+wait $epid
+rc=$?
+[[ $rc -eq 1 ]] && ok "copy 2 killed: exit 1 after $(($(date +%s) - t0)) s" || bad "copy 2 killed: exit $rc: $(tail -3 "$tmp/f5.log")"
+failed "copy 2 killed" "$tmp/f5" "^copy 2 wrote no summary \(exit status 137.*\(2 of the 2 copies failed or were stopped after it\)"
+grep -q "copy 2 failed: stopping the other copies" "$tmp/f5/mlpf-bmk.log" && ok "copy 1 stopped after copy 2 failed" || bad "copy 1 not stopped: $(cat "$tmp/f5/mlpf-bmk.log")"
 
 # SIGTERM (docker stop) mid-run: the copies are stopped, a failed summary, no process left
 "$entry" -W -d "$tmp/f4" --threads 1 --copies 2 --events 12 --extra-args "--data $ds --preset tiny --epochs 100000" >"$tmp/f4.log" 2>&1 &

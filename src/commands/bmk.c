@@ -14,7 +14,8 @@
  *       partial shard of a split is rewritten (after checking SRC's CRC-32).
  *   mlpfbench __bmk-merge --out DIR [options] [--copy PROC_DIR RC CPUS GPUS]... -- TRAIN_ARGS...
  *       (options: --copies --threads --events --valid-events --ranks --gpus
- *       --extra-args --data --view --containment --command-line --fail)
+ *       --extra-args --data --view --containment --command-line --fail
+ *       --first-failed K: copy K failed first, its error is the run's)
  *       the summary of C copies, DIR/mlpf_summary.json: scores summed (the
  *       throughput) or averaged (the epoch time) over the copies, each copy's
  *       figures under wl-stats.copies, or a failed summary naming the first
@@ -308,7 +309,7 @@ static int subset_split(const char *src, const char *tmp, json_t *m, const char 
     }
     if (left > 0)
         return bmk_error(-1, "%s has %lld %s events, fewer than the %lld asked for", src, split_events(m, split),
-                         split, want);
+                         strcmp(split, "train") ? "validation" : "training", want);
     json_object_set_new(json_object_get(out_manifest, split), "elements", json_integer(elements));
     return 0;
 }
@@ -666,7 +667,7 @@ static int cmd_merge(int argc, char **argv)
 {
     const char *out = NULL, *extra = "", *data = NULL, *containment = "none", *cmdline = NULL, *fail = NULL,
                *view = NULL;
-    long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0, ranks = 1;
+    long long copies = 0, threads = 0, events = 0, valid_events = 0, gpus = 0, ranks = 1, first_failed = 0;
     copy_t *c = calloc((size_t)argc, sizeof *c); /* at most one copy per 5 arguments */
     int n = 0, i = 1;
     if (!c) return bmk_error(1, "out of memory");
@@ -693,6 +694,7 @@ static int cmd_merge(int argc, char **argv)
         else if (!strcmp(a, "--valid-events")) valid_events = atoll(v);
         else if (!strcmp(a, "--gpus")) gpus = atoll(v);
         else if (!strcmp(a, "--ranks")) ranks = atoll(v);
+        else if (!strcmp(a, "--first-failed")) first_failed = atoll(v);
         else return bmk_error(2, "__bmk-merge: unknown option '%s'", a);
         i++;
     }
@@ -715,8 +717,6 @@ static int cmd_merge(int argc, char **argv)
                      c[k].rc, c[k].dir);
         else if (strcmp(log, "ok"))
             snprintf(c[k].why, sizeof c[k].why, "copy %d failed: %s", k + 1, log);
-        if (view && data && c[k].why[0]) /* name the dataset's files, not the links of the (removed) view */
-            replace_prefix(c[k].why, sizeof c[k].why, view, data);
         else if (c[k].rc != 0)
             snprintf(c[k].why, sizeof c[k].why, "copy %d exited with status %d (see %s/train.log)", k + 1, c[k].rc, c[k].dir);
         else if (!json_is_number(json_object_get(sc, "mean_throughput"))) {
@@ -724,11 +724,15 @@ static int cmd_merge(int argc, char **argv)
             snprintf(c[k].why, sizeof c[k].why, "copy %d succeeded but reported no mean_throughput (%s)", k + 1,
                      note ? note : "wl-scores is empty");
         }
+        if (view && data && c[k].why[0]) /* name the dataset's files, not the links of the (removed) view */
+            replace_prefix(c[k].why, sizeof c[k].why, view, data);
         if (c[k].why[0]) {
             failed++;
             if (!why) why = c[k].why;
         }
     }
+    /* the copy that failed first names the cause (the others were stopped after it) */
+    if (!fail && first_failed >= 1 && first_failed <= n && c[first_failed - 1].why[0]) why = c[first_failed - 1].why;
     int epochs = n > 0 ? (int)json_integer_value(json_object_get(json_object_get(json_object_get(c[0].sum, "report"), "wl-stats"), "num_epochs")) : 0;
     for (int k = 1; k < n && !why; k++)
         if (json_integer_value(json_object_get(json_object_get(json_object_get(c[k].sum, "report"), "wl-stats"), "num_epochs")) != epochs)
@@ -736,7 +740,8 @@ static int cmd_merge(int argc, char **argv)
     if (!why && n != copies) why = "fewer copies ran than were asked for";
     char whybuf[1400];
     if (why && failed > 1 && !fail) {
-        snprintf(whybuf, sizeof whybuf, "%s (and %d more of the %d copies failed)", why, failed - 1, n);
+        snprintf(whybuf, sizeof whybuf, "%s (%d of the %d copies failed%s)", why, failed, n,
+                 first_failed ? " or were stopped after it" : "");
         why = whybuf;
     }
 
@@ -779,12 +784,14 @@ static int cmd_merge(int argc, char **argv)
         json_object_set_new(o, "gpus", json_string(c[k].gpus));
         json_object_set_new(o, "exit_status", json_integer(c[k].rc));
         json_object_set_new(o, "log", json_string(c[k].why[0] ? c[k].why : "ok"));
-        json_object_set(o, "wl-scores", json_object_get(rep, "wl-scores") ? json_object_get(rep, "wl-scores") : json_object());
+        json_t *ws = json_object_get(rep, "wl-scores");
+        json_object_set_new(o, "wl-scores", ws ? json_incref(ws) : json_object());
         if (json_object_get(rep, "wl-stats")) json_object_set(o, "wl-stats", json_object_get(rep, "wl-stats"));
         json_array_append_new(list, o);
     }
     json_object_set_new(stats, "copies", list);
-    if (cmdline && *cmdline) json_object_set_new(stats, "command_line", json_string(cmdline));
+    if ((cmdline && *cmdline) || !json_object_get(stats, "command_line"))
+        json_object_set_new(stats, "command_line", json_string(cmdline && *cmdline ? cmdline : "mlpf-bmk.sh"));
     json_object_set_new(report, "wl-scores", scores);
     json_object_set_new(report, "wl-stats", stats);
     json_object_set_new(report, "log", json_string(why ? why : "ok"));
