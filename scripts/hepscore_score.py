@@ -71,7 +71,8 @@ def main(argv):
         return 0 if len(argv) > 1 else 2
     conf_path, outdir, as_json = argv[1], argv[2], "--json" in argv[3:]
     with open(conf_path) as f:
-        conf = yaml.safe_load(f)["hepscore"]
+        doc = yaml.safe_load(f)
+    conf = doc.get("hepscore") or doc.get("hepscore_benchmark")  # the older hep-score's top key
     settings = conf["settings"]
     reps = int(settings["repetitions"])
     results, weights, report = [], [], {}
