@@ -114,6 +114,10 @@ import re
 assert "mpirun --bind-to none --oversubscribe -np 2" in log and re.search(r"taskset -c 0\\?,1 ", log), log
 EOF
 
+# the shipped configurations name the image tag make image builds (v + MLPF_VERSION)
+ver=v$(sed -n 's/^#define MLPF_VERSION "\(.*\)"/\1/p' "$root/include/report.h")
+if grep -q "^ *version: $ver\$" "$root/hepscore/mlpf-cpu.yaml" && grep -q "^ *version: $ver-cuda\$" "$root/hepscore/mlpf-gpu.yaml"
+then ok "hepscore/*.yaml name the image version $ver"; else bad "hepscore yaml versions are not $ver / $ver-cuda"; fi
 # the score hep-score computes from the shipped yaml, recomputed by its rule
 conf=$root/hepscore/mlpf-cpu.yaml
 if out=$($py "$root/scripts/hepscore_score.py" "$conf" "$tmp/out" 2>&1) && $py - "$conf" "$tmp/out" "$out" <<'EOF'; then ok "score by hep-score's rule from hepscore/mlpf-cpu.yaml: $(tail -1 <<<"$out")"; else bad "score: $out"; fi
