@@ -229,7 +229,8 @@ def blas_name(b):
         return "BLAS core not recorded"
     who = (f"corrected by mlpfbench from {b.get('corrected_from', '?')}" if b.get("corrected")
            else "OpenBLAS's own choice" if b.get("chosen_by") == "OpenBLAS" else f"set by {b.get('chosen_by', '?')}")
-    return f"{b.get('library', '?')} {b.get('version', '?')}, core {b.get('core', '?')} ({who})"
+    return (f"{b.get('library', '?')} {b.get('version', '?')}, core {b.get('core', '?')} ({who})"
+            + (" [test hook]" if b.get("test_hook") else ""))
 
 
 def limit_goal(train_flops, limit, misconfigured, share):
