@@ -217,7 +217,7 @@ def blas_health(g):
     """(share of the FMA peak that the dense product reaches, misconfigured):
     misconfigured is None when the peak was not measured."""
     peak = g.get("fma_peak_flops", 0.0) or 0.0
-    if peak <= 0:
+    if peak <= 0 or g.get("width", 512) < 256:   # gemm-bench's rule: tiny shapes are not judged
         return None, None
     share = g["dense_flops"] / peak
     return share, share < g.get("blas_healthy_share", HEALTHY_SHARE)

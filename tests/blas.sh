@@ -177,6 +177,7 @@ share, mis = blas_health({"dense_flops": 47e9, "fma_peak_flops": 384e9})
 assert mis is True and abs(share - 47 / 384) < 1e-12
 assert blas_health({"dense_flops": 288e9, "fma_peak_flops": 384e9})[1] is False
 assert blas_health({"dense_flops": 288e9, "fma_peak_flops": 0.0}) == (None, None)
+assert blas_health({"dense_flops": 2e9, "fma_peak_flops": 384e9, "width": 32}) == (None, None)
 # the case: a Prescott BLAS on an AVX-512 CPU, 0.16 events/s vs PyTorch 0.34
 v = two_x_verdict(0.16, 0.34, "torch", ceil_limit=0.5, ceil_peak=3.0, misconfigured=True)
 assert v.startswith("NOT met") and "out of reach" in v and "not judged out of reach" in v and "misconfigured" in v, v

@@ -221,11 +221,14 @@ int cmd_gemm_bench(int argc, char **argv)
     double peak = fma_peak(nt, seconds < 1.0 ? seconds : 1.0, &isa);
     /* the judgement: the largest product against the FMA peak */
     const double share = peak > 0 ? r_dense / peak : 0.0;
-    const int judged = peak > 0, misconfigured = judged && share < BLAS_HEALTHY_SHARE;
+    const int judged = peak > 0 && W >= 256, misconfigured = judged && share < BLAS_HEALTHY_SHARE;
     char blas[256], verdict[1024];
     blas_core_describe(blas, sizeof blas);
-    if (!judged)
+    if (peak <= 0)
         snprintf(verdict, sizeof verdict, "not judged: the FMA peak was not measured (%s)", isa);
+    else if (!judged) /* a product of width 32 is bound by memory, not by the kernels */
+        snprintf(verdict, sizeof verdict, "not judged: the %s preset's products (width %d) are too small to show the "
+                 "kernels' rate (the dense product runs at %.0f%% of the FMA peak)", preset, W, 100 * share);
     else if (!misconfigured)
         snprintf(verdict, sizeof verdict, "ok: the dense product runs at %.0f%% of the FMA peak (at least %.0f%%)",
                  100 * share, 100 * BLAS_HEALTHY_SHARE);
