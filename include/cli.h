@@ -12,6 +12,9 @@ int cli_double(const char *flag, const char *text, double lo, double hi, double 
 /* A non-empty value (a path); `what` says what is expected, e.g. "a directory". */
 int cli_path(const char *flag, const char *text, const char *what, const char **out);
 
+/* One of `choices`, written "a|b|c" (the message says "a, b or c"). */
+int cli_choice(const char *flag, const char *text, const char *choices, const char **out);
+
 /* A model preset name (config.h). */
 int cli_preset(const char *flag, const char *text, const char **out);
 

@@ -12,7 +12,7 @@
 #include "backend.h"
 #include "selfcheck.h"
 
-#define MLPF_VERSION "0.3.0"
+#define MLPF_VERSION "0.4.0"
 
 /* What one rank measured; gathered to rank 0 as raw bytes (same binary). */
 typedef struct {

@@ -11,6 +11,7 @@ pkgs=(gcc make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-to
       libhwloc-dev hwloc check libsubunit-dev libopenblas-openmp-dev libjansson-dev zlib1g-dev)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(python3 python3-numpy python3-h5py python3-torch python3-jsonschema python3-matplotlib g++ libboost-context-dev)
+    pkgs+=(python3-yaml podman runc mmdebstrap) # hep-score configurations, the image test
 elif [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 elif [[ "${1:-}" == "--peers" ]]; then

@@ -52,14 +52,14 @@ for np in 1 2 3; do
 done
 
 # placement: cores split among the ranks of a node; oversubscribed runs work
-out=$(timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --max-steps 1 --results "$tmp/r.b" 2>&1)
+out=$(timeout 60 mpirun --oversubscribe -np 2 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --max-steps 2 --results "$tmp/r.b" 2>&1)
 ncores=$(grep -c ^processor /proc/cpuinfo)
 if [[ $ncores -ge 2 ]]; then
     grep -qE "binding \(auto\): rank 0 [^:]+:0, rank 1 [^:]+:1" <<<"$out" && grep -q "1 threads/rank" <<<"$out" \
         && ok "2 ranks bound to one core each, 1 thread each" || bad "binding: $(grep binding <<<"$out")"
 fi
 timeout 60 mpirun --oversubscribe -np $((ncores + 1)) "$bin" train --preset tiny --data "$tmp/ds" --batch-size 1 --results "$tmp/r.x" \
-    --max-steps 1 >"$tmp/over" 2>&1 && grep -q "binding (auto)" "$tmp/over" \
+    --max-steps 2 >"$tmp/over" 2>&1 && grep -q "binding (auto)" "$tmp/over" \
     && ok "oversubscribed: $((ncores + 1)) ranks on $ncores cores train" || bad "oversubscribed run: $(tail -3 "$tmp/over")"
 "$bin" info --ranks-per-node 2 | grep -q "local rank 1: cores" && ok "info prints the binding plan" || bad "info"
 

@@ -49,8 +49,8 @@ assert sc["mean_throughput"] >= st["throughput_per_epoch"][0] * 0.8, (sc, st["th
 assert abs(sc["mean_epoch_time"] * sc["mean_throughput"] - 6) < 1e-6, sc
 PY
 train 1 r1few --batch-size 6 --epochs 1 >"$tmp/few" 2>&1; rc=$?
-[[ $rc -eq 1 ]] && grep -q "epochs 1 is scored on the steps after its first 1 warm-up step(s), and this run has 1 step(s): give it at least 2 steps" "$tmp/few" \
-    && ! grep -q "^epoch 1 step" "$tmp/few" && grep -q '"log": "--epochs 1 is scored' "$(summ r1few)" \
+[[ $rc -eq 1 ]] && grep -q "ends within epoch 1 is scored on the steps after its first 1 warm-up step(s), and this run has 1 step(s): give it at least 2 steps" "$tmp/few" \
+    && ! grep -q "^epoch 1 step" "$tmp/few" && grep -q '"log": "a run that ends within epoch 1 is scored' "$(summ r1few)" \
     && ok "one epoch of one step: refused before training, naming the minimum" || bad "one-step epoch: rc $rc $(tail -2 "$tmp/few")"
 
 # failed runs leave a failed summary (no scores), exit non-zero

@@ -60,3 +60,29 @@ int cli_preset(const char *flag, const char *text, const char **out)
     *out = text;
     return 0;
 }
+
+int cli_choice(const char *flag, const char *text, const char *choices, const char **out)
+{
+    /* choices: "a|b|c"; the message lists them as "a, b or c" */
+    size_t n = text ? strlen(text) : 0;
+    for (const char *c = choices; text && *c;) {
+        const char *end = strchr(c, '|');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (len == n && !strncmp(c, text, n)) {
+            *out = text;
+            return 0;
+        }
+        c += len + (end ? 1 : 0);
+    }
+    char list[256] = "";
+    int k = 0, count = 1;
+    for (const char *c = choices; *c; c++) count += *c == '|';
+    for (const char *c = choices; *c; k++) {
+        const char *end = strchr(c, '|');
+        size_t len = end ? (size_t)(end - c) : strlen(c), at = strlen(list);
+        snprintf(list + at, sizeof list - at, "%s%.*s", k == 0 ? "" : (k == count - 1 ? " or " : ", "), (int)len, c);
+        c += len + (end ? 1 : 0);
+    }
+    fprintf(stderr, "mlpfbench: %s must be %s, got '%s'\n", flag, list, text ? text : "(nothing)");
+    return -1;
+}

@@ -188,14 +188,8 @@ int cmd_gemm_bench(int argc, char **argv)
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--seconds")) rc = cli_double(a, v, 0.01, 3600, &seconds);
         else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);
-        else if (!strcmp(a, "--device") && v && (!strcmp(v, "cpu") || !strcmp(v, "cuda"))) device = v;
-        else if (!strcmp(a, "--precision") && v && (!strcmp(v, "fp32") || !strcmp(v, "tf32") || !strcmp(v, "bf16")))
-            precision = v;
-        else if (!strcmp(a, "--device") || !strcmp(a, "--precision")) {
-            fprintf(stderr, "mlpfbench: %s must be %s, got '%s'\n", a,
-                    !strcmp(a, "--device") ? "cpu or cuda" : "fp32, tf32 or bf16", v ? v : "(nothing)");
-            return 2;
-        }
+        else if (!strcmp(a, "--device")) rc = cli_choice(a, v, "cpu|cuda", &device);
+        else if (!strcmp(a, "--precision")) rc = cli_choice(a, v, "fp32|tf32|bf16", &precision);
         else {
             fprintf(stderr, "mlpfbench: unknown option '%s' (see mlpfbench gemm-bench --help)\n", a);
             return 2;

@@ -62,19 +62,8 @@ int cmd_infer(int argc, char **argv)
         else if (!strcmp(a, "--threads")) rc = cli_int(a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--seed")) rc = cli_int(a, v, 0, (1LL << 62), &seed);
         else if (!strcmp(a, "--json")) rc = cli_path(a, v, "a file", &json);
-        else if (!strcmp(a, "--device")) {
-            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
-                fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
-                return 2;
-            }
-            device = v;
-        } else if (!strcmp(a, "--precision")) {
-            if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
-                fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
-                return 2;
-            }
-            precision = v;
-        }
+        else if (!strcmp(a, "--device")) rc = cli_choice(a, v, "cpu|cuda", &device);
+        else if (!strcmp(a, "--precision")) rc = cli_choice(a, v, "fp32|tf32|bf16", &precision);
         else {
             fprintf(stderr, "mlpfbench: unknown option '%s' (see mlpfbench infer --help)\n", a);
             return 2;

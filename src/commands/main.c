@@ -12,6 +12,7 @@ int cmd_allreduce_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_gemm_bench(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int bmk_main(int argc, char **argv); /* bmk.c: helpers of scripts/mlpf-bmk.sh */
 
 static void usage(FILE *out)
 {
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "__probe-shard")) return dataset_probe_main(argc, argv); /* no MPI */
     if (!strcmp(argv[1], "__blas-check")) return blas_check_main(argc, argv);     /* no MPI */
+    if (!strncmp(argv[1], "__bmk-", 6)) return bmk_main(argc, argv);                /* no MPI */
     int (*cmd)(int, char **) = NULL;
     if (!strcmp(argv[1], "train")) cmd = cmd_train;
     else if (!strcmp(argv[1], "generate")) cmd = cmd_generate;

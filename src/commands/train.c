@@ -138,25 +138,13 @@ static int parse(int argc, char **argv, train_opts *o)
         } else if (!strcmp(a, "--data")) {
             rc = cli_path(a, v, "a directory", &o->data);
         } else if (!strcmp(a, "--bind")) {
-            if (!v || (strcmp(v, "auto") && strcmp(v, "none"))) {
-                fprintf(stderr, "mlpfbench: --bind must be auto or none, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->bind = v;
+            rc = cli_choice(a, v, "auto|none", &o->bind);
         } else if (!strcmp(a, "--results")) {
             rc = cli_path(a, v, "a directory", &o->results);
         } else if (!strcmp(a, "--device")) {
-            if (!v || (strcmp(v, "cpu") && strcmp(v, "cuda"))) {
-                fprintf(stderr, "mlpfbench: --device must be cpu or cuda, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->device = v;
+            rc = cli_choice(a, v, "cpu|cuda", &o->device);
         } else if (!strcmp(a, "--precision")) {
-            if (!v || (strcmp(v, "fp32") && strcmp(v, "tf32") && strcmp(v, "bf16"))) {
-                fprintf(stderr, "mlpfbench: --precision must be fp32, tf32 or bf16, got '%s'\n", v ? v : "(nothing)");
-                return -1;
-            }
-            o->precision = v;
+            rc = cli_choice(a, v, "fp32|tf32|bf16", &o->precision);
         } else if (!strcmp(a, "--checkpoint")) {
             rc = cli_path(a, v, "a file name", &o->checkpoint);
         } else if (!strcmp(a, "--resume")) {
@@ -935,13 +923,14 @@ int cmd_train(int argc, char **argv)
             mlpf_errorf("--warmup-steps %lld leaves none of the %lld steps of this run to measure",
                         o->warmup_steps, todo);
         bad = 1;
-    } else if (o->epochs == 1 && !o->resume) {
+    } else if (r.total_steps <= r.steps_per_epoch && !o->resume) {
+        /* it ends within epoch 1: scored on the steps after the warm-up */
         const long long warm = o->warmup_steps > 0 ? o->warmup_steps : ONE_EPOCH_WARMUP;
         if (r.total_steps <= warm) {
             if (r.root)
-                mlpf_errorf("--epochs 1 is scored on the steps after its first %lld warm-up step(s), and "
-                            "this run has %lld step(s): give it at least %lld steps (more training events, "
-                            "a smaller --batch-size, or --epochs 2)", warm, r.total_steps, warm + 1);
+                mlpf_errorf("a run that ends within epoch 1 is scored on the steps after its first %lld warm-up "
+                            "step(s), and this run has %lld step(s): give it at least %lld steps (--max-steps, more "
+                            "training events, a smaller --batch-size, or --epochs 2)", warm, r.total_steps, warm + 1);
             bad = 1;
         }
     }

@@ -465,6 +465,17 @@ struct hashes {
     }
 };
 
+// One step on the GPU backend, then on the CPU one with the GPU's buckets.
+static void step_both(backend &gpu, backend &cpu, const mlpf_batch &b, bool adam)
+{
+    hashes H;
+    step(gpu, b, adam);
+    H.read(gpu, gpu.cfg.n_graph_id + gpu.cfg.n_graph_reg, b.n_rows);
+    cpu.ops->force_hashes(&cpu, H.p.data());
+    step(cpu, b, adam);
+    cpu.ops->force_hashes(&cpu, nullptr);
+}
+
 static void test_model(const char *pname, const char *prec, const std::vector<int64_t> &sizes, int adam_steps)
 {
     const mlpf_config c = preset(pname);
@@ -548,15 +559,7 @@ static void test_checkpoint(bool gpu_writes)
     backend &w = gpu_writes ? gpu : cpu, &r = gpu_writes ? cpu : gpu;
     mlpf_batch b;
     make_batch(b, {40, 17, 33}, 5);
-    const int layers = c.n_graph_id + c.n_graph_reg;
-    for (int s = 0; s < 2; s++) {
-        hashes H;
-        step(gpu, b, true);
-        H.read(gpu, layers, b.n_rows);
-        cpu.ops->force_hashes(&cpu, H.p.data());
-        step(cpu, b, true);
-        cpu.ops->force_hashes(&cpu, nullptr);
-    }
+    for (int s = 0; s < 2; s++) step_both(gpu, cpu, b, true);
     const size_t n = w.layout.total;
     adam_state st, back;
     adam_init(&st, n);
@@ -582,13 +585,7 @@ static void test_checkpoint(bool gpu_writes)
     r.ops->get_adam(&r, m2.data(), v2.data(), &step2);
     ok = ok && same_bits(again, params) && !memcmp(m2.data(), st.m, n * 4) && !memcmp(v2.data(), st.v, n * 4) &&
          step2 == st.step;
-    /* the third step on both: the resumed one and the writer's own */
-    hashes H;
-    step(gpu, b, true);
-    H.read(gpu, layers, b.n_rows);
-    cpu.ops->force_hashes(&cpu, H.p.data());
-    step(cpu, b, true);
-    cpu.ops->force_hashes(&cpu, nullptr);
+    step_both(gpu, cpu, b, true); /* the third step on both: the resumed one and the writer's own */
     std::vector<float> pw(n), pr(n);
     w.ops->get_params(&w, pw.data());
     r.ops->get_params(&r, pr.data());
