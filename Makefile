@@ -22,7 +22,15 @@ PKGS     := hdf5-openmpi hwloc check ompi-c jansson zlib
 # libopenblas.so.0 alternative (pthreads by default) does not matter.
 BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
-OPT      ?= -O3 -march=native
+# The CPU the binary is built for: make ARCH=native (default), x86-64-v3,
+# x86-64-v4, sapphirerapids, ... or none (the compiler's default). The
+# binary records it and refuses to start on a CPU that lacks what it needs
+# (mk/arch.mk, docs/design.md "Binaries that run where they land"). Only
+# the command line sets it: an ARCH in the environment (often the kernel's
+# name for the architecture) is ignored.
+ARCH     := native
+ARCH_FLAGS = $(if $(filter none,$(ARCH)),,-march=$(ARCH))
+OPT      ?= -O3 $(ARCH_FLAGS)
 # Warnings are errors in CI (CI=true) and whenever WERROR=1.
 ifneq ($(filter true 1,$(CI) $(WERROR)),)
   WFLAGS := -Werror
@@ -89,7 +97,7 @@ endif
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
+	$(CC) $(call cflags_for,$<) $(if $(filter $<,$(PORTABLE)),-ffp-contract=off) -c $< -o $@
 
 # The CUDA backend: cuda/*.cu by nvcc, without floating-point contraction
 # (--fmad=false: the element-wise arithmetic of include/mathfn.h gives the
@@ -277,4 +285,4 @@ deps-fuzz:
 	@scripts/install-deps.sh --fuzz
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-arch-v4

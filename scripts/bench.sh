@@ -8,7 +8,9 @@
 # torch has it, torch.compile'd (batch 1 twice for each, alternating with
 # mlpfbench, the faster run of each shown; every run's first step checked
 # against torch_twin, and a peer whose check fails left out), inference for
-# all, and 1 vs 2 ranks of one core each. Prints the table and appends it,
+# all, and 1 vs 2 ranks of one core each. PyTorch runs with the BLAS core
+# mlpfbench chose (OPENBLAS_CORETYPE) where mlpfbench corrected OpenBLAS's
+# fallback. Prints the table and appends it,
 # with the machine and this command, to docs/benchmarks.md.
 #
 # Environment: BUILD (default build), BENCH_DATA (default data/bench: 24
@@ -79,6 +81,17 @@ fi
 
 log "1/5 BLAS limit at the model's shapes ($threads threads)"
 "$bin" gemm-bench --preset "$preset" --threads "$threads" --json "$out/gemm.json" >&2
+# PyTorch runs with the kernels mlpfbench runs: where mlpfbench corrected
+# OpenBLAS's choice (it fell back to older kernels than this CPU runs), the
+# same OPENBLAS_CORETYPE for every PyTorch run (an OPENBLAS_CORETYPE of the
+# user's reaches both anyway). Only OpenBLAS-based torches read it.
+torch_env=()
+read -r blas_core blas_by < <("$py" -c 'import json, sys; b = json.load(open(sys.argv[1])).get("blas", {})
+print(b.get("core", "?"), b.get("chosen_by", "?"))' "$out/gemm.json")
+if [[ $blas_by == mlpfbench ]]; then
+    torch_env=("OPENBLAS_CORETYPE=$blas_core")
+    log "PyTorch runs with OPENBLAS_CORETYPE=$blas_core, the core mlpfbench chose for its BLAS"
+fi
 
 log "2/5 mlpfbench training, batch 1 and 4"
 # one untimed warm-up step first, as for PyTorch below (--warmup-steps: the
@@ -100,7 +113,7 @@ torch_run() { # peer:mode name batch timed-steps [options]
     shift 4
     for i in "${!peers[@]}"; do [[ ${peers[$i]} == "$id" ]] && p=${peer_py[$i]}; done
     local stem="torch-$id-$mode-$name" rc=0
-    "$p" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size "$b" --threads "$threads" \
+    env "${torch_env[@]}" "$p" scripts/torch_bench.py --preset "$preset" --data "$data" --batch-size "$b" --threads "$threads" \
         --steps "$n" --warmup 2 $([[ $mode == compiled ]] && echo --compile) "$@" \
         --json "$out/$stem.json" >"$out/$stem.log" 2>&1 || rc=$?
     grep -v '^[WI][0-9]' "$out/$stem.log" | grep "^torch_bench.py:" >&2 || true

@@ -664,11 +664,23 @@ def blas_backend():
     for path in libs:
         v = re.search(r"libopenblas\w*-r([\d.]+)\.so", os.path.basename(path))
         if v:
-            return "OpenBLAS %s (%s; BLAS_INFO=%s)" % (
-                v.group(1), os.path.basename(os.path.dirname(path)), info)
+            return "OpenBLAS %s (%s; BLAS_INFO=%s)%s" % (
+                v.group(1), os.path.basename(os.path.dirname(path)), info, openblas_core(path))
     if libs:
         return "%s (BLAS_INFO=%s)" % (os.path.basename(libs[0]), info)
     return "BLAS_INFO=%s" % info
+
+
+def openblas_core(path):
+    """", core NAME": the kernels the OpenBLAS mapped into this process runs
+    (OPENBLAS_CORETYPE, or its own choice), or "" if it cannot say."""
+    try:
+        import ctypes
+        f = ctypes.CDLL(path).openblas_get_corename
+        f.restype = ctypes.c_char_p
+        return ", core %s" % f().decode()
+    except (OSError, AttributeError, ValueError):
+        return ""
 
 
 def cpu_capability():

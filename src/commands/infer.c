@@ -15,6 +15,7 @@
 #include "loader.h"
 #include "backend.h"
 #include "gpu.h"
+#include "blas_core.h"
 #include "mpictx.h"
 #include "report.h"
 
@@ -38,6 +39,7 @@ static void usage(FILE *out)
             "  --threads T       threads (default: all cores)\n"
             "  --seed S          seed of the initial weights (default 42)\n"
             "  --json FILE       also write the figures as JSON\n"
+            "  --blas-core NAME  the OpenBLAS kernels to run (default: chosen at start)\n"
             "  -h, --help        this help\n",
             mlpf_config_preset_names());
 }
@@ -140,6 +142,7 @@ int cmd_infer(int argc, char **argv)
                               "elements", (json_int_t)el, "seconds", t_timed, "events_per_s",
                               ev / t_timed, "s_per_step", t_timed / steps, "flops", flops,
                               "activation_mib", act, "peak_rss_mib", rss, "rss_before_mib", rss0);
+        if (o) json_object_set_new(o, "blas", blas_core_json());
         if (report_json_file(o, json, JSON_INDENT(1)) != 0) rc = 1;
         json_decref(o);
     }

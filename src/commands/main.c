@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blas_core.h"
 #include "dataset.h"
 #include "mpictx.h"
 
@@ -29,7 +30,10 @@ static void usage(FILE *out)
             "  infer     time forward passes only (inference speed)\n"
             "  gemm-bench  the BLAS matrix-product rate at the model's shapes\n"
             "\n"
-            "'mlpfbench <command> --help' describes a command's options.\n");
+            "'mlpfbench <command> --help' describes a command's options. Every command that\n"
+            "uses the BLAS (train, infer, gemm-bench, info) also takes --blas-core NAME: the\n"
+            "OpenBLAS kernels to run (default: OpenBLAS's choice, corrected where it fell back\n"
+            "to older kernels than this CPU runs; OPENBLAS_CORETYPE set also counts as yours).\n");
 }
 
 int main(int argc, char **argv)
@@ -43,6 +47,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "__probe-shard")) return dataset_probe_main(argc, argv); /* no MPI */
+    if (!strcmp(argv[1], "__blas-check")) return blas_check_main(argc, argv);     /* no MPI */
     if (!strncmp(argv[1], "__bmk-", 6)) return bmk_main(argc, argv);                /* no MPI */
     int (*cmd)(int, char **) = NULL;
     if (!strcmp(argv[1], "train")) cmd = cmd_train;
@@ -56,6 +61,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* the BLAS kernels, before MPI_Init: this may restart the process */
+    if (cmd == cmd_train || cmd == cmd_infer || cmd == cmd_gemm_bench || cmd == cmd_info)
+        argc = blas_core_setup(argc, argv);
     mpictx_init(&argc, &argv);
     int rc = cmd(argc - 1, argv + 1);
     mpictx_finalize();

@@ -108,6 +108,8 @@ static void train_usage(FILE *out)
             "                      all-reduce buckets, data reads/waits and optimizer spans\n"
             "  --save-weights F    write the final weights (raw float32, parameter order of\n"
             "                      docs/parity-fixture.md) to F\n"
+            "  --blas-core NAME    the OpenBLAS kernels to run (default: OpenBLAS's choice,\n"
+            "                      corrected at start where it fell back to older ones)\n"
             "  -h, --help          this help\n",
             mlpf_config_preset_names(), ONE_EPOCH_WARMUP, DEFAULT_BUCKET_MB);
 }

@@ -1,5 +1,7 @@
 #include "report.h"
 
+#include "blas_core.h"
+#include "cpu_isa.h"
 #include "prof.h"
 
 #include <cblas.h>
@@ -194,6 +196,20 @@ static json_t *software_json(void)
     return o;
 }
 
+/* What the binary was built for and what this CPU runs (include/cpu_isa.h). */
+static json_t *build_json(void)
+{
+    char names[1024];
+    json_t *o = json_object();
+    json_object_set_new(o, "arch", json_string(cpu_isa_built_arch()));
+    json_object_set_new(o, "built_on", json_string(cpu_isa_built_host()));
+    cpu_isa_names(cpu_isa_built(), names, sizeof names);
+    json_object_set_new(o, "isa", json_string(names));
+    cpu_isa_names(cpu_isa_this()->has, names, sizeof names);
+    json_object_set_new(o, "cpu_isa", json_string(names));
+    return o;
+}
+
 static void score_of(const run_summary *s, double *thr, double *epoch_t, char *basis, size_t n);
 
 static void print_table(const run_summary *s, int n_nodes)
@@ -211,6 +227,10 @@ static void print_table(const run_summary *s, int n_nodes)
     score_of(s, &thr, &et, basis, sizeof basis);
     if (basis[0]) printf("%-34s %.3f events/s, %.2f s/epoch (%s)\n", "mean throughput", thr, et, basis);
     if (s->self_check.message[0]) printf("%-34s %s\n", "GPU self-check", s->self_check.message);
+    char blas[256];
+    blas_core_describe(blas, sizeof blas);
+    printf("%-34s %s\n", "BLAS", blas);
+    printf("%-34s ARCH=%s (built on %s)\n", "binary", cpu_isa_built_arch(), cpu_isa_built_host());
     if (s->emulated) printf("%-34s %s\n", "note", "CUDA host execution path (tests): not a GPU result, no scores");
     printf("%-34s %.1f GFLOP/event, %.1f GFLOP/s achieved\n", "compute", s->flops_per_event / 1e9,
            s->achieved_flops / 1e9);
@@ -359,6 +379,8 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(stats, "per_node", nodes);
     json_object_set_new(stats, "per_rank", per_rank);
     json_object_set_new(stats, "software", software_json());
+    json_object_set_new(stats, "blas", blas_core_json());
+    json_object_set_new(stats, "build", build_json());
     json_object_set_new(stats, "command_line", json_string(s->command_line ? s->command_line : ""));
     json_object_set_new(report, "wl-scores", scores);
     json_object_set_new(report, "wl-stats", stats);
