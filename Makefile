@@ -107,7 +107,10 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h) Makefile
 CUDA_SRC   := $(wildcard cuda/*.cu)
 CUDA_HDR   := $(wildcard cuda/*.cuh) $(wildcard include/*.h)
 CUDA_SHARED_C := src/model/params.c src/base/rng.c src/model/optim.c
-NVCC_FLAGS := -O3 -std=c++17 --fmad=false $(CUDA_ARCH) -Xcompiler -fPIC -Iinclude -Icuda $(if $(filter -Werror,$(WFLAGS)),-Werror all-warnings)
+# cuda/comm.cu uses MPI (the staging transport; the C++ bindings left out)
+MPI_CFLAGS := $(filter -I%,$(shell pkg-config --cflags ompi-c 2>/dev/null)) -DOMPI_SKIP_MPICXX
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+NVCC_FLAGS := -O3 -std=c++17 --fmad=false $(CUDA_ARCH) -Xcompiler -fPIC -Iinclude -Icuda $(MPI_CFLAGS) $(if $(filter -Werror,$(WFLAGS)),-Werror all-warnings)
 $(BUILD)/cuda/%.o: cuda/%.cu $(CUDA_HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
@@ -116,7 +119,7 @@ $(BUILD)/pic/%.o: %.c $(wildcard include/*.h) Makefile
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -ffp-contract=off -c $< -o $@
 $(BUILD)/libmlpf_cuda.so: $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(CUDA_SHARED_C:%.c=$(BUILD)/pic/%.o)
 	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64 \
-	  -lcublas -lcudart -lgomp -Xlinker --exclude-libs,ALL
+	  -lcublas -lcudart -lgomp $(MPI_LIBS) -ldl -Xlinker --exclude-libs,ALL
 
 # tests/gpu_host/test_backend.cpp built by nvcc, for a machine with a GPU
 # (tests/gpu/run.sh): the same checks as on the host path, on the device.
@@ -135,8 +138,8 @@ $(BUILD)/test_backend_gpu: $(BUILD)/tests/test_backend_gpu.o $(CUDA_SRC:%.cu=$(B
 GPUHOST    ?= build-gpuhost
 HOST_DIR   ?= cuda/host
 HOST_CXX   := g++ -std=c++17 -O2 -g -fopenmp -fPIC -DMLPF_CUDA_HOST -I$(CUDA_HOME)/include -Iinclude -Icuda \
-              -I$(BLAS_INC) -include $(HOST_DIR)/cuda_host.h $(WFLAGS) -Wno-unknown-pragmas
-HOST_LIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lboost_context -fopenmp -lm
+              -I$(BLAS_INC) $(MPI_CFLAGS) -include $(HOST_DIR)/cuda_host.h $(WFLAGS) -Wno-unknown-pragmas
+HOST_LIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lboost_context $(MPI_LIBS) -fopenmp -lm
 HOST_OBJ   := $(CUDA_SRC:cuda/%.cu=$(GPUHOST)/%.o) $(GPUHOST)/stand_ins.o
 $(GPUHOST)/%.o: cuda/%.cu $(CUDA_HDR) $(wildcard $(HOST_DIR)/*.h) Makefile
 	@mkdir -p $(dir $@)

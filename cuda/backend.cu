@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "comm.cuh"
 #include "model.cuh"
 
 extern "C" {
@@ -151,7 +152,8 @@ namespace {
 
 struct cuda_impl {
     dev_model m;
-    std::string error; // the first failure; the run ends with it at finish()
+    dev_comm *comm = nullptr; // the gradient all-reduce, once comm_init ran
+    std::string error;        // the first failure; the run ends with it at finish()
 };
 
 cuda_impl *impl(const backend *be) { return static_cast<cuda_impl *>(be->impl); }
@@ -178,6 +180,9 @@ void op_destroy(backend *be)
     cuda_impl *c = impl(be);
     if (!c) return;
     try {
+        c->m.comm = nullptr;
+        comm_destroy(c->comm);
+        c->comm = nullptr;
         dev_destroy(c->m);
     } catch (...) {
     }
@@ -216,7 +221,13 @@ void op_backward(backend *be)
     guarded(be, [&](dev_model &m) { dev_backward(m); });
 }
 
-void op_zero_grad(backend *be) { guarded(be, [&](dev_model &m) { dev_zero_grad(m); }); }
+void op_zero_grad(backend *be)
+{
+    guarded(be, [&](dev_model &m) {
+        if (impl(be)->comm) comm_begin(*impl(be)->comm);
+        dev_zero_grad(m);
+    });
+}
 
 int op_check_grads(backend *be)
 {
@@ -299,11 +310,65 @@ int op_stage(backend *be, const mlpf_batch *b)
     return guarded(be, [&](dev_model &m) { dev_stage(m, *b); });
 }
 
+int op_comm_id(backend *be, void *id, size_t cap)
+{
+    size_t len = 0;
+    if (guarded(be, [&](dev_model &) { len = comm_make_id(id, cap); }) != 0) return -1;
+    return (int)len;
+}
+
+int op_comm_init(backend *be, const comm_opts *o)
+{
+    return guarded(be, [&](dev_model &m) {
+        impl(be)->comm = comm_create(*o, m.G, (size_t)m.n, m.cs);
+        m.comm = impl(be)->comm;
+    });
+}
+
+void op_comm_reduce(backend *be)
+{
+    guarded(be, [&](dev_model &) {
+        if (impl(be)->comm) comm_finish(*impl(be)->comm);
+    });
+}
+
+void op_comm_stats(backend *be, allreduce_stats *out)
+{
+    *out = allreduce_stats{};
+    guarded(be, [&](dev_model &) {
+        if (impl(be)->comm) comm_get_stats(*impl(be)->comm, out);
+    });
+}
+
+// From the run guard's thread: no cudaSetDevice, no sticky error state.
+int op_comm_error(backend *be, char *why, size_t n)
+{
+    cuda_impl *c = impl(be);
+    if (!c || !c->comm) return 0;
+    try {
+        return comm_failed(*c->comm, why, n);
+    } catch (const std::exception &e) {
+        snprintf(why, n, "%s", e.what());
+        return 1;
+    }
+}
+
+void op_comm_abort(backend *be)
+{
+    cuda_impl *c = impl(be);
+    if (!c || !c->comm) return;
+    try {
+        comm_abort(*c->comm);
+    } catch (...) {
+    }
+}
+
 const backend_ops CUDA_OPS = {
     op_destroy,     op_bytes_for,     op_bytes_free,       op_reserve,     op_forward,      op_backward,
     op_zero_grad,   op_check_grads,   op_optimizer_step,   op_finish,      op_get_params,   op_set_params,
     op_get_grads,   op_get_adam,      op_set_adam,         op_get_hashes,  op_force_hashes, op_activation_bytes,
-    op_time_by_kind, op_phase_seconds, op_stage, op_set_precision,
+    op_time_by_kind, op_phase_seconds, op_stage, op_set_precision, op_comm_id, op_comm_init, op_comm_reduce,
+    op_comm_stats, op_comm_error, op_comm_abort,
 };
 
 } // namespace
@@ -344,4 +409,76 @@ extern "C" int mlpf_cuda_backend_init(backend *be, const backend_opts *o, const 
     be->ops = &CUDA_OPS;
     be->grads_host = nullptr;
     return 0;
+}
+
+// ------------------------------------------------------------ allreduce-bench --device cuda
+
+extern "C" int mlpf_cuda_nccl_id(int dev, void *id, size_t cap, char *err, size_t n)
+{
+    try {
+        CUDA_CHECK(cudaSetDevice(dev));
+        return (int)comm_make_id(id, cap);
+    } catch (const std::exception &e) {
+        snprintf(err, n, "%s", e.what());
+        return -1;
+    }
+}
+
+// The values of the check: small integers, whose sum over the ranks is exact in float.
+static float bench_value(size_t i, int rank) { return (float)((i % 61) + 3 * rank); }
+
+extern "C" int mlpf_cuda_allreduce_bench(int dev, const comm_opts *o, const size_t *counts, int n_sizes, int iters,
+                                         double *seconds, long long *wrong, char *err, size_t n)
+{
+    float *G = nullptr;
+    cudaStream_t cs = nullptr;
+    dev_comm *c = nullptr;
+    int rc = 0;
+    try {
+        CUDA_CHECK(cudaSetDevice(dev));
+        mlpf_cuda_device = dev;
+        size_t max_count = 1;
+        for (int k = 0; k < n_sizes; k++) max_count = counts[k] > max_count ? counts[k] : max_count;
+        CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaMalloc((void **)&G, sizeof(float) * max_count));
+        std::vector<float> host(max_count), back(max_count);
+        for (size_t i = 0; i < max_count; i++) host[i] = bench_value(i, o->rank);
+        c = comm_create(*o, G, max_count, cs);
+        const MPI_Comm mc = *static_cast<const MPI_Comm *>(o->mpi_comm);
+        for (int k = 0; k < n_sizes; k++) {
+            const size_t count = counts[k];
+            comm_set_buffer(*c, G, count);
+            double t = 0;
+            wrong[k] = 0;
+            for (int it = -2; it < iters; it++) {
+                CUDA_CHECK(cudaMemcpyAsync(G, host.data(), sizeof(float) * count, cudaMemcpyHostToDevice, cs));
+                CUDA_CHECK(cudaStreamSynchronize(cs));
+                MPI_Barrier(mc);
+                auto t0 = std::chrono::steady_clock::now();
+                comm_begin(*c);
+                comm_finish(*c);
+                CUDA_CHECK(cudaStreamSynchronize(cs));
+                const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                if (it >= 0) t += dt;
+                CUDA_CHECK(cudaMemcpyAsync(back.data(), G, sizeof(float) * count, cudaMemcpyDeviceToHost, cs));
+                CUDA_CHECK(cudaStreamSynchronize(cs));
+                for (size_t i = 0; i < count; i++) {
+                    float want = 0.0f;
+                    for (int r = 0; r < o->size; r++) want += bench_value(i, r);
+                    wrong[k] += back[i] != want;
+                }
+            }
+            seconds[k] = t / iters;
+        }
+    } catch (const std::exception &e) {
+        snprintf(err, n, "%s", e.what());
+        rc = -1;
+    }
+    try {
+        comm_destroy(c);
+    } catch (...) {
+    }
+    if (G) cudaFree(G);
+    if (cs) cudaStreamDestroy(cs);
+    return rc;
 }

@@ -18,6 +18,8 @@ static struct {
     int (*describe)(int, gpu_info *, char *, size_t);
     double (*gemm_rate)(int, const char *, int, int, int, double, char *, size_t);
     int (*backend_init)(backend *, const backend_opts *, const float *, const float *, char *, size_t);
+    int (*nccl_id)(int, void *, size_t, char *, size_t);
+    int (*allreduce_bench)(int, const comm_opts *, const size_t *, int, int, double *, long long *, char *, size_t);
     char why[4400];
 } lib;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -44,7 +46,9 @@ static void load(void)
     *(void **)&lib.describe = dlsym(h, "mlpf_cuda_describe");
     *(void **)&lib.gemm_rate = dlsym(h, "mlpf_cuda_gemm_rate");
     *(void **)&lib.backend_init = dlsym(h, "mlpf_cuda_backend_init");
-    if (!lib.count || !lib.describe || !lib.gemm_rate || !lib.backend_init) {
+    *(void **)&lib.nccl_id = dlsym(h, "mlpf_cuda_nccl_id");
+    *(void **)&lib.allreduce_bench = dlsym(h, "mlpf_cuda_allreduce_bench");
+    if (!lib.count || !lib.describe || !lib.gemm_rate || !lib.backend_init || !lib.nccl_id || !lib.allreduce_bench) {
         snprintf(lib.why, sizeof lib.why, "%.3000s lacks the mlpf_cuda_* functions (stale build?)", path);
         lib.count = NULL;
     }
@@ -74,4 +78,15 @@ int cuda_backend_init(backend *be, const backend_opts *o, const float *params, c
                       size_t n)
 {
     return loaded(err, n) ? lib.backend_init(be, o, params, lsh, err, n) : -1;
+}
+
+int gpu_nccl_id(int dev, void *id, size_t cap, char *err, size_t n)
+{
+    return loaded(err, n) ? lib.nccl_id(dev, id, cap, err, n) : -1;
+}
+
+int gpu_allreduce_bench(int dev, const comm_opts *o, const size_t *counts, int n_sizes, int iters, double *seconds,
+                        long long *wrong, char *err, size_t n)
+{
+    return loaded(err, n) ? lib.allreduce_bench(dev, o, counts, n_sizes, iters, seconds, wrong, err, n) : -1;
 }

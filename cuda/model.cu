@@ -1,6 +1,7 @@
 // cuda/model.cuh: the MLPF forward, loss, backward and Adam step on one GPU,
 // in the order of src/cpu/model.c, tensor by tensor.
 #include "model.cuh"
+#include "comm.cuh"
 #include "mathfn.h"
 
 #include <climits>
@@ -317,7 +318,8 @@ void graph_backward(dev_model &m, int L, const graph_layer_t &p, graph_layer_t &
 void ready(dev_model &m, int i, const float *tensor)
 {
     CUDA_CHECK(cudaEventRecord(m.ready_ev[i], m.cs));
-    if (m.ready) m.ready(m.ready_ctx, (size_t)(tensor - m.G), (const void *)m.ready_ev[i]);
+    if (m.comm) comm_ready(*m.comm, (size_t)(tensor - m.G), m.ready_ev[i]);
+    else if (m.ready) m.ready(m.ready_ctx, (size_t)(tensor - m.G), (const void *)m.ready_ev[i]);
 }
 
 } // namespace

@@ -91,6 +91,7 @@ struct dev_model {
     cudaEvent_t ready_ev[2 * MLPF_MAX_GRAPH + DEV_HEADS + 4] = {};
     grad_ready_fn ready = nullptr;
     void *ready_ctx = nullptr;
+    struct dev_comm *comm = nullptr; // the gradient all-reduce (cuda/comm.cuh), when several ranks train
 };
 
 // Allocate and upload (params, lsh: host, in the layout); precision fp32,

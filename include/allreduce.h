@@ -15,12 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    double total_s;   /* first launch to last completion, summed over steps */
-    double exposed_s; /* time blocked in finish(), summed over steps */
-    int64_t bytes;    /* bytes reduced, summed over steps */
-    int64_t steps, buckets;
-} allreduce_stats;
+#include "buckets.h"
 
 typedef struct grad_allreduce grad_allreduce;
 

@@ -24,6 +24,7 @@ extern "C" { /* the CUDA backend (C++) implements it */
 #endif
 
 #include "batch.h"
+#include "buckets.h"
 #include "config.h"
 #include "params.h"
 #include "prof.h"
@@ -48,6 +49,18 @@ enum { BACKEND_PENDING = -2 };
 typedef void (*grad_ready_fn)(void *ctx, size_t watermark, const void *device_event);
 
 typedef struct backend backend;
+
+/* The gradient all-reduce of a device backend (cuda/comm.cu): the buckets of
+ * include/buckets.h, each launched on a communication stream as soon as
+ * backward has finished its stretch. */
+typedef struct {
+    const char *transport;  /* "nccl" (ncclAllReduce) or "mpi" (pinned host staging + MPI_Iallreduce) */
+    int rank, size;
+    const void *mpi_comm;   /* &MPI_Comm of the ranks */
+    const void *nccl_id;    /* nccl: the unique id rank 0 made (comm_id), broadcast to every rank */
+    size_t bucket_bytes;
+    double init_timeout_s;  /* the communicator's set-up, at most (0: no limit) */
+} comm_opts;
 
 typedef struct {
     void (*destroy)(backend *);
@@ -107,6 +120,24 @@ typedef struct {
      * checks the kernels in fp32 first, then the products in the run's
      * precision. 0, or -1 with the reason in be->error. */
     int (*set_precision)(backend *, const char *precision);
+    /* Optional (NULL on the CPU, which reduces grads_host with MPI itself):
+     * the gradient all-reduce on the device.
+     * comm_id: rank 0 makes NCCL's unique id (at most cap bytes); its length, or -1.
+     * comm_init: set the communicator up (collective over the ranks); 0 or -1.
+     *   From then on backward launches the buckets itself (grad_ready unused).
+     * comm_reduce: after backward: launch what is left; the optimizer step
+     *   (enqueued after it) waits for the last bucket. No host wait with NCCL.
+     * comm_stats: the figures so far (valid after finish).
+     * comm_error: from any thread: 1 with the reason when the communicator
+     *   failed (a peer gone: NCCL's asynchronous error), else 0.
+     * comm_abort: from any thread: abort the communicator so no kernel waits
+     *   for a peer forever (before the job ends). */
+    int (*comm_id)(backend *, void *id, size_t cap);
+    int (*comm_init)(backend *, const comm_opts *);
+    void (*comm_reduce)(backend *);
+    void (*comm_stats)(backend *, allreduce_stats *);
+    int (*comm_error)(backend *, char *why, size_t n);
+    void (*comm_abort)(backend *);
 } backend_ops;
 
 struct backend {

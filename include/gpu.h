@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "backend.h"
+
 typedef struct {
     char name[256];
     int cc_major, cc_minor, multiprocessors;
@@ -25,5 +27,15 @@ int gpu_describe(int dev, gpu_info *out, char *err, size_t errlen);
  * accumulation), timed for `seconds`; -1 with the reason in err. */
 double gpu_gemm_rate(int dev, const char *precision, int M, int N, int K, double seconds, char *err,
                      size_t errlen);
+
+/* allreduce-bench --device cuda: rank 0 makes NCCL's unique id (its length,
+ * or -1 with the reason), then every rank times the GPU gradient all-reduce
+ * (cuda/comm.cu, transport o->transport, o->bucket_bytes buckets) at each of
+ * n_sizes counts of floats: seconds per all-reduce (mean of `iters`, after 2
+ * warm-up ones) and the elements that differ from the exact sum. Collective.
+ * 0, or -1 with the reason in err. */
+int gpu_nccl_id(int dev, void *id, size_t cap, char *err, size_t n);
+int gpu_allreduce_bench(int dev, const comm_opts *o, const size_t *counts, int n_sizes, int iters, double *seconds,
+                        long long *wrong, char *err, size_t n);
 
 #endif

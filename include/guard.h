@@ -14,6 +14,8 @@
 #ifndef MLPF_GUARD_H
 #define MLPF_GUARD_H
 
+#include <stddef.h>
+
 enum { GUARD_NONE, GUARD_DATA, GUARD_COLLECTIVE };
 
 /* Limits in seconds, 0 = none: no progress at all, one data wait, one
@@ -25,5 +27,12 @@ void guard_wait_end(void);
 /* Mark progress; `where` is kept for the message (e.g. "step 12"). */
 void guard_progress(const char *where);
 void guard_stop(void);
+/* A device communicator to watch (the GPU's gradient all-reduce): every
+ * second the guard asks poll() (1 and the reason: it failed, e.g. a peer is
+ * gone), and before it ends the job (that failure, a wait limit, no
+ * progress) it calls abort() so that no GPU kernel is left waiting for a
+ * peer. `device` names the GPU for the messages. NULLs: no watch. */
+void guard_watch(int (*poll_cb)(void *ctx, char *why, size_t n), void (*abort_fn)(void *ctx), void *ctx,
+                 const char *device);
 
 #endif

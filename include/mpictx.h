@@ -9,6 +9,7 @@
 typedef struct {
     MPI_Comm comm;    /* MPI_COMM_WORLD */
     MPI_Comm io_comm; /* a duplicate for file I/O, used by the prefetch thread */
+    MPI_Comm node_comm; /* the ranks of this node (shared memory), by local rank */
     int rank, size;
     int local_rank, local_size;
     int threads_ok; /* MPI_THREAD_MULTIPLE provided */

@@ -37,7 +37,7 @@ PY
     timeout 120 "$bin" train --preset tiny --data "$tmp/ds" --batch-size 4 --epochs 2 --threads 1 --seed 5 --results "$tmp/r.o" \
         --save-weights "$tmp/w.other" >/dev/null 2>&1
     cmp -s "$tmp/w.1" "$tmp/w.other" && bad "weights do not depend on the seed" || ok "another seed gives other weights"
-    grep -q "gradient all-reduce (rank 0): 8 steps" "$tmp/o.4" && ok "all-reduce figures reported" \
+    grep -q "gradient all-reduce (rank 0, mpi): 8 steps" "$tmp/o.4" && ok "all-reduce figures reported" \
         || bad "no all-reduce figures: $(tail -2 "$tmp/o.4")"
 else
     bad "a training run failed: $(tail -3 "$tmp"/o.* | head -20)"

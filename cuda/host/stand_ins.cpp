@@ -908,6 +908,13 @@ static cudaError_t give(T *out, T v)  // the answer of a getter
     *out = v;
     return cudaSuccess;
 }
+static int per_rank_gpu()  // the local rank, with MLPF_HOST_GPU_PER_RANK=1; else -1
+{
+    if (!env_flag("MLPF_HOST_GPU_PER_RANK")) return -1;
+    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!lr) lr = getenv("SLURM_LOCALID");
+    return lr ? atoi(lr) % 200 : 0;
+}
 cudaError_t cudaGetDeviceCount(int *count) { return give(count, 1); }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
 cudaError_t cudaGetDevice(int *device) { return give(device, 0); }
@@ -930,13 +937,21 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device)
     p->maxThreadsPerMultiProcessor = 2048, p->maxBlocksPerMultiProcessor = 32;
     p->totalConstMem = 64 << 10, p->memPitch = 2147483647, p->textureAlignment = 512;
     p->concurrentKernels = p->unifiedAddressing = p->canMapHostMemory = 1, p->asyncEngineCount = 2;
-    return cudaSuccess;  // pciBusID, pciDeviceID, pciDomainID: 0, no PCI device behind it
+    // MLPF_HOST_GPU_PER_RANK=1: every local rank sees a GPU of its own (as
+    // with Slurm's --gpus-per-task 1): its UUID and PCI bus id (0000:1N:00.0)
+    // come from the local rank; otherwise all share one (UUID of zeros, bus 0)
+    if (const int lr = per_rank_gpu(); lr >= 0) {
+        p->uuid.bytes[0] = (char)0x4d, p->uuid.bytes[15] = (char)(lr + 1);
+        p->pciBusID = 0x10 + lr;
+    }
+    return cudaSuccess;  // otherwise pciBusID, pciDeviceID, pciDomainID: 0, no PCI device behind it
 }
 cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int device)
 {
     if (device != 0) return fail(cudaErrorInvalidDevice);
     if (!id || len < 13) return fail(cudaErrorInvalidValue);
-    snprintf(id, (size_t)len, "0000:00:00.0");  // fake
+    const int lr = per_rank_gpu();
+    snprintf(id, (size_t)len, "0000:%02x:00.0", lr >= 0 ? 0x10 + lr : 0);  // fake
     return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
@@ -1482,4 +1497,167 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 {
     return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_64F, lda, sa, B, CUDA_R_64F, ldb, sb, beta,
                                       C, CUDA_R_64F, ldc, sc, batch, CUBLAS_COMPUTE_64F, CUBLAS_GEMM_DEFAULT);
+}
+
+// ---- NCCL over MPI (tests only) ---------------------------------------------
+// The few NCCL calls of cuda/comm.cu, on top of MPI, so that the GPU backend's
+// multi-rank training runs in CI: a communicator is a duplicate of
+// MPI_COMM_WORLD (its ranks must be the world's), ncclAllReduce is queued on
+// its stream like a kernel and runs MPI_Allreduce when the stream runs (every
+// rank runs its buckets in the same order, as NCCL requires). Non-blocking
+// communicators answer ncclInProgress once, so the caller's polling runs.
+// MLPF_HOST_NCCL_ERROR_AT=K (with MLPF_HOST_NCCL_ERROR_RANK=R, default 0):
+// the K-th all-reduce of rank R fails asynchronously (ncclRemoteError), as
+// when a peer dies, and does not run; MLPF_HOST_NCCL_STALL_AT=K: it never
+// ends (a stuck peer), until ncclCommAbort frees it as it frees a kernel.
+#include <mpi.h>
+#include <nccl.h>
+
+struct ncclComm {
+    MPI_Comm mpi = MPI_COMM_NULL;
+    int rank = 0, size = 1;
+    bool blocking = true;
+    std::atomic<int> state{ncclSuccess};
+    std::atomic<bool> aborted{false};
+    long calls = 0, fail_at = 0, stall_at = 0;
+};
+
+extern "C" {
+ncclResult_t ncclGetVersion(int *v)
+{
+    if (!v) return ncclInvalidArgument;
+    *v = NCCL_VERSION_CODE;
+    return ncclSuccess;
+}
+const char *ncclGetErrorString(ncclResult_t r)
+{
+    switch (r) {
+    case ncclSuccess: return "no error";
+    case ncclUnhandledCudaError: return "unhandled cuda error (host stand-in)";
+    case ncclSystemError: return "unhandled system error (host stand-in)";
+    case ncclInternalError: return "internal error (host stand-in)";
+    case ncclInvalidArgument: return "invalid argument (host stand-in)";
+    case ncclInvalidUsage: return "invalid usage (host stand-in)";
+    case ncclRemoteError: return "remote process exited or there was a network error (host stand-in)";
+    case ncclInProgress: return "NCCL operation in progress";
+    default: return "unknown result code (host stand-in)";
+    }
+}
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
+{
+    if (!id) return ncclInvalidArgument;
+    memset(id, 0, sizeof *id);
+    uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+    snprintf(id->internal, sizeof id->internal, "mlpf-host-nccl %016llx", (unsigned long long)seed);
+    return ncclSuccess;
+}
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config)
+{
+    if (!comm) return ncclInvalidArgument;
+    *comm = nullptr;
+    int init = 0, wr = 0, ws = 0;
+    MPI_Initialized(&init);
+    if (!init) return ncclInvalidUsage;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
+    MPI_Comm_size(MPI_COMM_WORLD, &ws);
+    if (nranks != ws || rank != wr || strncmp(id.internal, "mlpf-host-nccl ", 15)) {
+        fprintf(stderr, "mlpf-host: ncclCommInitRankConfig(%d ranks, rank %d): the stand-in needs the MPI world's "
+                "ranks (%d, rank %d) and an id from its ncclGetUniqueId\n", nranks, rank, ws, wr);
+        return ncclInvalidArgument;
+    }
+    ncclComm *c = new ncclComm();
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi);
+    // every rank must hold the id rank 0 made: a broadcast that went wrong shows here
+    char lo[NCCL_UNIQUE_ID_BYTES], hi[NCCL_UNIQUE_ID_BYTES];
+    memcpy(lo, id.internal, sizeof lo);
+    MPI_Allreduce(id.internal, lo, NCCL_UNIQUE_ID_BYTES, MPI_CHAR, MPI_MIN, c->mpi);
+    MPI_Allreduce(id.internal, hi, NCCL_UNIQUE_ID_BYTES, MPI_CHAR, MPI_MAX, c->mpi);
+    if (memcmp(lo, hi, sizeof lo)) {
+        fprintf(stderr, "mlpf-host: ncclCommInitRankConfig: the ranks hold different unique ids\n");
+        MPI_Comm_free(&c->mpi);
+        delete c;
+        return ncclInvalidUsage;
+    }
+    c->rank = rank, c->size = nranks;
+    c->blocking = !config || config->blocking != 0;
+    const char *at = getenv("MLPF_HOST_NCCL_ERROR_AT"), *who = getenv("MLPF_HOST_NCCL_ERROR_RANK");
+    const char *st = getenv("MLPF_HOST_NCCL_STALL_AT");
+    if (rank == (who ? atoi(who) : 0)) {
+        if (at && atol(at) > 0) c->fail_at = atol(at);
+        if (st && atol(st) > 0) c->stall_at = atol(st);
+    }
+    *comm = c;
+    if (c->blocking) return ncclSuccess;
+    c->state = ncclInProgress;
+    return ncclInProgress;
+}
+// No lock: the run guard's thread polls it while a stream may be in MPI.
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *err)
+{
+    if (!comm || !err) return ncclInvalidArgument;
+    int s = comm->state.load();
+    *err = (ncclResult_t)s;
+    if (s == ncclInProgress) comm->state.compare_exchange_strong(s, ncclSuccess); // done by the next poll
+    return ncclSuccess;
+}
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream)
+{
+    LOCK;
+    if (!comm || comm->aborted) return ncclInvalidUsage;
+    if (type != ncclFloat || op != ncclSum) return ncclInvalidArgument; // all the benchmark needs
+    if (count && (!device_side(send, count * 4) || !device_side(recv, count * 4))) {
+        fprintf(stderr, "mlpf-host: ncclAllReduce: buffers %p, %p are not device memory\n", send, recv);
+        return ncclInvalidArgument;
+    }
+    if (comm->state.load() != ncclSuccess && comm->state.load() != ncclInProgress) return (ncclResult_t)comm->state.load();
+    ++comm->calls;
+    const bool stall = comm->stall_at > 0 && comm->calls == comm->stall_at;
+    if (comm->fail_at > 0 && comm->calls >= comm->fail_at) {
+        fprintf(stderr, "mlpf-host: ncclAllReduce %ld of rank %d: failing as asked (MLPF_HOST_NCCL_ERROR_AT)\n",
+                comm->calls, comm->rank);
+        comm->state = ncclRemoteError;
+        return comm->blocking ? ncclRemoteError : ncclSuccess;
+    }
+    // through a host copy: MPI's shared-memory transport may read a peer's
+    // buffer from the kernel, which the device memory's protection would refuse
+    enqueue(resolve(stream), [=] {
+        if (stall) {
+            fprintf(stderr, "mlpf-host: ncclAllReduce %ld of rank %d: stalling as asked (MLPF_HOST_NCCL_STALL_AT)\n",
+                    comm->stall_at, comm->rank);
+            while (!comm->aborted) usleep(1000);
+        }
+        if (comm->aborted) return;
+        std::vector<float> buf(count);
+        memcpy(buf.data(), send, sizeof(float) * count);
+        MPI_Allreduce(MPI_IN_PLACE, buf.data(), (int)count, MPI_FLOAT, MPI_SUM, comm->mpi);
+        memcpy(recv, buf.data(), sizeof(float) * count);
+    });
+    if (comm->blocking) return ncclSuccess;
+    int s = ncclSuccess;
+    comm->state.compare_exchange_strong(s, ncclInProgress);
+    return ncclInProgress;
+}
+ncclResult_t ncclCommAbort(ncclComm_t comm)
+{
+    if (!comm) return ncclSuccess;
+    comm->aborted = true; // what is queued is dropped; the communicator stays (a stream may be in MPI)
+    return ncclSuccess;
+}
+ncclResult_t ncclCommFinalize(ncclComm_t comm)
+{
+    if (!comm) return ncclInvalidArgument;
+    if (comm->blocking) return ncclSuccess;
+    int s = ncclSuccess;
+    comm->state.compare_exchange_strong(s, ncclInProgress);
+    return ncclInProgress;
+}
+ncclResult_t ncclCommDestroy(ncclComm_t comm)
+{
+    if (!comm) return ncclSuccess;
+    cudaDeviceSynchronize();
+    MPI_Comm_free(&comm->mpi);
+    delete comm;
+    return ncclSuccess;
+}
 }

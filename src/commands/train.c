@@ -29,6 +29,7 @@
 #include "dataset.h"
 #include "failpoint.h"
 #include "gpu.h"
+#include "gpuplace.h"
 #include "guard.h"
 #include "loader.h"
 #include "mpictx.h"
@@ -46,10 +47,10 @@
 
 typedef struct {
     const char *preset, *data, *save_weights, *bind, *timeline, *results, *device, *precision;
-    const char *checkpoint, *resume;
+    const char *checkpoint, *resume, *allreduce;
     long long batch_size, epochs, max_steps, warmup_steps, seed, threads, checkpoint_every;
     double lr, bucket_mb, log_every, timeout, data_timeout, collective_timeout;
-    int skip_self_check;
+    int skip_self_check, allow_shared_gpu, allreduce_given;
 } train_opts;
 
 static void train_usage(FILE *out)
@@ -67,7 +68,14 @@ static void train_usage(FILE *out)
             "  --data DIR          dataset directory (default data/default)\n"
             "  --results DIR       where mlpf_summary.json is written (default results)\n"
             "  --device cpu|cuda   compute device (default cpu); cuda: one GPU per rank, the\n"
-            "                      rank's local index among the node's ranks\n"
+            "                      rank's local index among the node's ranks (SLURM_LOCALID\n"
+            "                      under srun), or the one GPU CUDA_VISIBLE_DEVICES leaves it;\n"
+            "                      each rank binds to the cores nearest its GPU\n"
+            "  --allreduce nccl|mpi  the GPUs' gradient all-reduce: NCCL (default), or staging\n"
+            "                      through pinned host memory and MPI (no NCCL, shared GPUs);\n"
+            "                      the CPU backend always uses MPI\n"
+            "  --allow-shared-gpu  let ranks share a GPU (refused by default: it measures the\n"
+            "                      sharing, not the GPUs); implies --allreduce mpi\n"
             "  --precision P       fp32, tf32 or bf16 (bf16 products with fp32 master weights,\n"
             "                      accumulation and losses); default tf32 on the GPU; the CPU\n"
             "                      computes in fp32\n"
@@ -131,6 +139,10 @@ static int parse(int argc, char **argv, train_opts *o)
             o->skip_self_check = 1;
             continue;
         }
+        if (!strcmp(a, "--allow-shared-gpu")) {
+            o->allow_shared_gpu = 1;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (!strcmp(a, "--preset")) {
@@ -143,6 +155,8 @@ static int parse(int argc, char **argv, train_opts *o)
             rc = cli_path(a, v, "a directory", &o->results);
         } else if (!strcmp(a, "--device")) {
             rc = cli_choice(a, v, "cpu|cuda", &o->device);
+        } else if (!strcmp(a, "--allreduce")) {
+            rc = cli_choice(a, v, "nccl|mpi", &o->allreduce);
         } else if (!strcmp(a, "--precision")) {
             rc = cli_choice(a, v, "fp32|tf32|bf16", &o->precision);
         } else if (!strcmp(a, "--checkpoint")) {
@@ -183,6 +197,20 @@ static int parse(int argc, char **argv, train_opts *o)
         return -1;
     }
     if (!o->precision) o->precision = strcmp(o->device, "cuda") ? "fp32" : "tf32";
+    o->allreduce_given = o->allreduce != NULL;
+    if (strcmp(o->device, "cuda") && o->allreduce && !strcmp(o->allreduce, "nccl")) {
+        fprintf(stderr, "mlpfbench: --allreduce nccl needs --device cuda; the CPU backend reduces with MPI\n");
+        return -1;
+    }
+    if (o->allow_shared_gpu && strcmp(o->device, "cuda")) {
+        fprintf(stderr, "mlpfbench: --allow-shared-gpu needs --device cuda\n");
+        return -1;
+    }
+    if (o->allow_shared_gpu && o->allreduce && !strcmp(o->allreduce, "nccl")) {
+        fprintf(stderr, "mlpfbench: --allow-shared-gpu with --allreduce nccl: NCCL refuses two ranks on one "
+                "GPU; use --allreduce mpi\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -270,22 +298,39 @@ static backend_clock backend_read(backend *be)
     return c;
 }
 
-/* The first half of a step on this rank's part of a global batch: forward,
- * and for training backward (the all-reduce overlapped with it), the
- * gradient check and the optimizer step. On an asynchronous backend this
- * only enqueues the work: step_end waits for it. */
-static void step_begin(backend *be, const mlpf_batch *b, grad_allreduce *ar, loss_report *r)
+/* How the gradients are summed over the ranks: on the host with MPI
+ * (grad_allreduce, the CPU backend), or by the device backend itself
+ * (ops->comm_*, cuda/comm.cu: NCCL or MPI staging). */
+typedef struct {
+    grad_allreduce *host;
+    int device; /* the backend's communicator is set up */
+} reducer;
+
+static allreduce_stats reducer_stats(backend *be, const reducer *red)
 {
+    allreduce_stats st = {0};
+    if (red->device) be->ops->comm_stats(be, &st);
+    else if (red->host) st = grad_allreduce_stats(red->host);
+    return st;
+}
+
+/* The first half of a step on this rank's part of a global batch: forward,
+ * and for training (red not NULL) backward (the all-reduce overlapped with
+ * it), the gradient check and the optimizer step. On an asynchronous backend
+ * this only enqueues the work: step_end waits for it. */
+static void step_begin(backend *be, const mlpf_batch *b, const reducer *red, loss_report *r)
+{
+    grad_allreduce *ar = red ? red->host : NULL;
     int64_t n_global = b->n_rows;
     if (g_mpi.size > 1) {
         guard_wait_begin(GUARD_COLLECTIVE, "the batch size reduction");
         MPI_Allreduce(MPI_IN_PLACE, &n_global, 1, MPI_INT64_T, MPI_SUM, g_mpi.comm);
         guard_wait_end();
     }
-    const int training = ar != NULL;
+    const int training = red != NULL;
     if (training) {
         be->ops->zero_grad(be);
-        grad_allreduce_begin(ar);
+        if (ar) grad_allreduce_begin(ar);
     }
     double t0 = mlpf_now();
     if (be->ops->forward(be, b, n_global, r) != 0) mlpf_fatal("step %lld: %s", cur_step, be->error);
@@ -297,7 +342,8 @@ static void step_begin(backend *be, const mlpf_batch *b, grad_allreduce *ar, los
     double t2 = mlpf_now();
     timeline_span("backward", TL_MAIN, t1, t2);
     guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
-    grad_allreduce_finish(ar);
+    if (red->device) be->ops->comm_reduce(be); /* NCCL: enqueued; MPI staging: waits here */
+    else grad_allreduce_finish(ar);
     guard_wait_end();
     double t3 = mlpf_now();
     timeline_span("all-reduce wait", TL_MAIN, t2, t3);
@@ -311,10 +357,12 @@ static void step_begin(backend *be, const mlpf_batch *b, grad_allreduce *ar, los
 
 /* The second half: wait for the step, check what was pending, sum the
  * report over the ranks. */
-static void step_end(backend *be, loss_report *r)
+static void step_end(backend *be, loss_report *r, int device_comm)
 {
     int bad = -1;
+    if (device_comm) guard_wait_begin(GUARD_COLLECTIVE, "the step on the GPU, with its gradient all-reduce");
     if (be->ops->finish(be, r, &bad) != 0) mlpf_fatal("step %lld: %s", cur_step, be->error);
+    if (device_comm) guard_wait_end();
     check_loss(r);
     if (bad >= 0)
         mlpf_fatal("step %lld: the gradient of %s is not finite (after the all-reduce)", cur_step,
@@ -394,11 +442,11 @@ static void worst_shape(const mlpf_config *c, const dataset_t *train, const data
  * batch cannot fit in the memory of this rank's device (the host's memory
  * shared among the node's ranks on the CPU, the GPU's free memory), then
  * allocate the activations for it (no step allocates). */
-static int reserve_memory(backend *be, int64_t rows, int64_t bins, int B)
+static int reserve_memory(backend *be, int64_t rows, int64_t bins, int B, int gpu_sharers)
 {
     const int gpu = !strcmp(be->device, "cuda");
     double need = be->ops->bytes_for(be, rows, bins, B), avail = be->ops->bytes_free(be);
-    double share = gpu ? avail : avail / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+    double share = gpu ? avail / (gpu_sharers > 1 ? gpu_sharers : 1) : avail / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
     if (avail > 0 && need > 0.9 * share) {
         if (gpu)
             mlpf_errorf("not enough GPU memory: a batch of %d events needs %.0f MiB on %s (model, optimizer "
@@ -414,29 +462,6 @@ static int reserve_memory(backend *be, int64_t rows, int64_t bins, int B)
     if (be->ops->reserve(be, rows, bins, B) == 0) return 0;
     mlpf_errorf("%s (the largest batch of the dataset); use a smaller --batch-size", be->error);
     return 1;
-}
-
-/* The device of this rank: CUDA devices visible and one of its own. */
-static int choose_device(const train_opts *o, int *gpu)
-{
-    *gpu = 0;
-    if (strcmp(o->device, "cuda")) return 0;
-    char err[512];
-    int n = gpu_device_count(err, sizeof err);
-    if (n < 0) {
-        mlpf_errorf("--device cuda: %s", err);
-        return 1;
-    }
-    if (g_mpi.size > 1) {
-        mlpf_errorf("--device cuda: training on several GPUs (NCCL) is not built yet; run one rank");
-        return 1;
-    }
-    *gpu = g_mpi.local_rank;
-    if (*gpu >= n) {
-        mlpf_errorf("--device cuda: local rank %d has no GPU of its own (%d visible)", g_mpi.local_rank, n);
-        return 1;
-    }
-    return 0;
 }
 
 /* Progress on rank 0: a bar on a terminal, else a line every few seconds. */
@@ -484,12 +509,19 @@ typedef struct {
     adam_state host_opt;
     checkpoint_header ck;
     grad_allreduce *ar;
+    reducer red;
+    const char *transport; /* "mpi (host)", "nccl", "mpi (pinned host staging)" */
+    int gpu;               /* this rank's CUDA device */
+    int gpu_sharers;       /* local ranks on that GPU (1 unless --allow-shared-gpu) */
+    gpu_placement place;
+    gpu_info gi;
     loader *lt, *lv;
     long long steps_per_epoch, total_steps;
 } run_t;
 
 static void run_free(run_t *r)
 {
+    guard_watch(NULL, NULL, NULL, NULL); /* the communicator goes with the backend */
     loader_free(r->lt);
     loader_free(r->lv);
     grad_allreduce_free(r->ar);
@@ -521,8 +553,73 @@ static int setup_run(run_t *r, int argc, char **argv)
     report_timestamp(summary.train_start, sizeof summary.train_start);
     mlpf_set_fatal_hook(write_failed_report);
     guard_start(r->o.timeout, r->o.data_timeout, r->o.collective_timeout, write_failed_report);
-    if (mpictx_any(binding_setup(g_mpi.local_rank, g_mpi.local_size, !strcmp(r->o.bind, "auto"), &r->bi) != 0))
-        return fail_collectively();
+    mlpf_config_preset(r->o.preset, &r->cfg);
+    if (r->o.lr > 0) r->cfg.lr = (float)r->o.lr;
+    return 0;
+}
+
+/* The GPU of this rank (include/gpuplace.h), refused when two ranks of the
+ * node would share one unless --allow-shared-gpu; then the cores nearest it
+ * (or, on the CPU, the rank's share of the node's cores) and the threads. */
+static int choose_device(run_t *r)
+{
+    r->gpu = 0;
+    char **node_pci = NULL, *pci = NULL;
+    if (!strcmp(r->o.device, "cuda")) {
+        char err[512];
+        int bad = 0, n = gpu_device_count(err, sizeof err);
+        if (n < 0) {
+            mlpf_errorf("--device cuda: %s", err);
+            bad = 1;
+        } else if (gpuplace_choose(g_mpi.local_rank, g_mpi.local_size, n, r->o.allow_shared_gpu, &r->place, err,
+                                   sizeof err) != 0) {
+            mlpf_errorf("--device cuda: %s", err);
+            bad = 1;
+        } else if (gpu_describe(r->place.device, &r->gi, err, sizeof err) != 0) {
+            mlpf_errorf("--device cuda: GPU %d: %s", r->place.device, err);
+            bad = 1;
+        }
+        if (mpictx_any(bad)) return 1;
+        r->gpu = r->place.device;
+        /* the node's GPUs, by local rank: one rank each unless allowed */
+        const int L = g_mpi.local_size;
+        const size_t U = sizeof r->gi.uuid, P = sizeof r->gi.pci_bus_id;
+        char *uu = calloc((size_t)L, U);
+        pci = calloc((size_t)L, P);
+        node_pci = calloc((size_t)L, sizeof *node_pci);
+        MPI_Allgather(r->gi.uuid, (int)U, MPI_CHAR, uu, (int)U, MPI_CHAR, g_mpi.node_comm);
+        MPI_Allgather(r->gi.pci_bus_id, (int)P, MPI_CHAR, pci, (int)P, MPI_CHAR, g_mpi.node_comm);
+        for (int k = 0; k < L; k++) node_pci[k] = pci + (size_t)k * P;
+        int a = -1, b = -1, shared = gpuplace_find_shared(uu, L, U, &a, &b);
+        r->gpu_sharers = 0;
+        for (int k = 0; k < L; k++) r->gpu_sharers += !strncmp(uu + (size_t)k * U, r->gi.uuid, U);
+        if (shared && !r->o.allow_shared_gpu) {
+            if (g_mpi.local_rank == b)
+                mlpf_errorf("--device cuda: local ranks %d and %d on %s share GPU %s (%s, %s): start one rank per "
+                            "GPU (mpirun -np = the node's GPUs, or srun --gpus-per-task 1), or pass "
+                            "--allow-shared-gpu to measure the sharing", a, b, g_mpi.host, r->gi.uuid, r->gi.name,
+                            r->gi.pci_bus_id);
+            bad = 1;
+        }
+        free(uu);
+        if (mpictx_any(bad)) {
+            free(pci);
+            free(node_pci);
+            return 1;
+        }
+        if (shared) { /* NCCL refuses two ranks on one GPU: the staging transport */
+            r->place.shared = 1;
+            if (!r->o.allreduce) r->o.allreduce = "mpi";
+        }
+        if (!r->o.allreduce) r->o.allreduce = "nccl";
+    }
+    if (!r->o.allreduce) r->o.allreduce = "mpi";
+    const int apply = !strcmp(r->o.bind, "auto");
+    int rc = node_pci ? binding_setup_gpu(g_mpi.local_rank, g_mpi.local_size, (const char *const *)node_pci, apply, &r->bi)
+                      : binding_setup(g_mpi.local_rank, g_mpi.local_size, apply, &r->bi);
+    free(pci);
+    free(node_pci);
+    if (mpictx_any(rc != 0)) return 1;
     r->threads = (int)r->o.threads;
     if (r->threads <= 0) {
         r->threads = r->bi.bound ? r->bi.n_bound_cores : r->bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
@@ -531,8 +628,6 @@ static int setup_run(run_t *r, int argc, char **argv)
     omp_set_num_threads(r->threads);
     openblas_set_num_threads(r->threads);
     summary.threads_per_rank = r->threads;
-    mlpf_config_preset(r->o.preset, &r->cfg);
-    if (r->o.lr > 0) r->cfg.lr = (float)r->o.lr;
     return 0;
 }
 
@@ -584,6 +679,52 @@ static int create_backend(run_t *r, int gpu)
     if (r->root) printf("  %s (%.1f s)\n", sc->message, sc->seconds);
     if (bad) mlpf_errorf("%s", sc->message);
     if (mpictx_any(bad)) return fail_collectively();
+    return 0;
+}
+
+static int watch_poll(void *ctx, char *why, size_t n)
+{
+    backend *be = ctx;
+    return be->ops->comm_error(be, why, n);
+}
+
+static void watch_abort(void *ctx)
+{
+    backend *be = ctx;
+    be->ops->comm_abort(be);
+}
+
+/* The device backend's gradient all-reduce: NCCL (rank 0 makes the unique
+ * id, every rank gets it over MPI) or the MPI staging transport; watched by
+ * the run guard from then on. */
+static int setup_device_comm(run_t *r)
+{
+    backend *be = &r->be;
+    const int nccl = !strcmp(r->o.allreduce, "nccl");
+    unsigned char id[512] = {0};
+    int bad = 0;
+    if (nccl && r->root && be->ops->comm_id(be, id, sizeof id) < 0) {
+        mlpf_errorf("--allreduce nccl: %s", be->error);
+        bad = 1;
+    }
+    if (mpictx_any(bad)) return fail_collectively();
+    if (nccl) MPI_Bcast(id, (int)sizeof id, MPI_BYTE, 0, g_mpi.comm);
+    comm_opts co = {.transport = r->o.allreduce, .rank = g_mpi.rank, .size = g_mpi.size, .mpi_comm = &g_mpi.comm,
+                    .nccl_id = id, .bucket_bytes = (size_t)(r->o.bucket_mb * 1048576.0),
+                    .init_timeout_s = r->o.collective_timeout};
+    guard_wait_begin(GUARD_COLLECTIVE, nccl ? "the NCCL communicator's set-up" : "the staging transport's set-up");
+    bad = be->ops->comm_init(be, &co) != 0;
+    guard_wait_end();
+    if (bad) mlpf_errorf("--allreduce %s: %s", r->o.allreduce, be->error);
+    if (mpictx_any(bad)) return fail_collectively();
+    r->red.device = 1;
+    r->transport = nccl ? "nccl" : "mpi, staged through pinned host memory";
+    static char dev[200];
+    snprintf(dev, sizeof dev, "GPU %d (%.80s, %.32s)", r->gpu, r->gi.name, r->gi.pci_bus_id);
+    guard_watch(watch_poll, watch_abort, be, dev);
+    if (r->root)
+        printf("  gradient all-reduce: %s, buckets of %g MiB on a communication stream\n", r->transport,
+               r->o.bucket_mb);
     return 0;
 }
 
@@ -653,7 +794,11 @@ static void print_setup(const run_t *r)
     /* every rank's actual binding, gathered to rank 0 */
     char *all = r->root ? malloc((size_t)g_mpi.size * 320) : NULL;
     char mine[320];
-    snprintf(mine, sizeof mine, "%.60s:%.250s", g_mpi.host, r->bi.cpus[0] ? r->bi.cpus : "?");
+    if (!strcmp(r->be.device, "cuda"))
+        snprintf(mine, sizeof mine, "%.60s:%.120s GPU %d %.32s", g_mpi.host, r->bi.cpus[0] ? r->bi.cpus : "?", r->gpu,
+                 r->gi.pci_bus_id);
+    else
+        snprintf(mine, sizeof mine, "%.60s:%.250s", g_mpi.host, r->bi.cpus[0] ? r->bi.cpus : "?");
     MPI_Gather(mine, 320, MPI_CHAR, all, 320, MPI_CHAR, 0, g_mpi.comm);
     if (r->root) {
         printf("  binding (%s):", r->o.bind);
@@ -675,7 +820,7 @@ static void validate(run_t *r, int64_t *ids, loss_report *tot)
     while (next_batch(r->lv, &b, ids, &n_ids, "validation")) {
         loss_report lr;
         step_begin(&r->be, &b, NULL, &lr);
-        step_end(&r->be, &lr);
+        step_end(&r->be, &lr, 0);
         /* lr is normalised by this global batch's count: weight it back */
         for (int k = 0; k < LOSS_N; k++) tot->loss[k] += lr.loss[k] * lr.n_rows;
         tot->n_rows += lr.n_rows;
@@ -724,11 +869,11 @@ static long long train_epochs(run_t *r)
             cur_step = step + 1;
             if (failpoint("stall-step", cur_step, g_mpi.rank)) failpoint_stall();
             backend_clock c0 = backend_read(be);
-            step_begin(be, &b, r->ar, &lr);
+            step_begin(be, &b, &r->red, &lr);
             /* the next batch while this step runs (the device copies it now) */
             int have_next = step + 1 < r->total_steps && next_batch(r->lt, &nb, ids_next, &n_next, "training");
             if (have_next && be->ops->stage) be->ops->stage(be, &nb);
-            step_end(be, &lr);
+            step_end(be, &lr, r->red.device);
             backend_clock c1 = backend_read(be);
             for (int k = 1; k < PROF_N; k++) fig.kind_s[k] += c1.kind[k] - c0.kind[k];
             fig.forward_s += c1.phase[0] - c0.phase[0];
@@ -749,7 +894,7 @@ static long long train_epochs(run_t *r)
                 fig = zero;
                 fig.warmup_steps = o->warmup_steps;
                 ls_warm = loader_get_stats(r->lt);
-                as_warm = grad_allreduce_stats(r->ar);
+                as_warm = reducer_stats(be, &r->red);
             }
             if (ep == 0 && sie + 1 > score_warm) { /* one epoch: after its warm-up */
                 t_score += dt;
@@ -809,7 +954,7 @@ static long long train_epochs(run_t *r)
     summary.achieved_flops = summary.flops_per_element * elements_done / elapsed;
     /* this rank's figures, the steady state only (--warmup-steps) */
     loader_stats ls = loader_get_stats(r->lt);
-    allreduce_stats as = grad_allreduce_stats(r->ar);
+    allreduce_stats as = reducer_stats(be, &r->red);
     ls.wait_s -= ls_warm.wait_s;
     ls.read_s -= ls_warm.read_s;
     ls.bytes -= ls_warm.bytes;
@@ -833,8 +978,8 @@ static long long train_epochs(run_t *r)
         printf(" optimizer %.2f s, data wait %.2f s, all-reduce exposed %.2f s; step time %.2f s\n",
                fig.optimizer_s, fig.data_wait_s, fig.allreduce_exposed_s, fig.step_s);
         if (g_mpi.size > 1 && as.steps > 0)
-            printf("gradient all-reduce (rank 0): %lld steps x %lld buckets of %g MiB, %.3f s per "
-                   "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n",
+            printf("gradient all-reduce (rank 0, %s): %lld steps x %lld buckets of %g MiB, %.3f s per "
+                   "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n", r->transport,
                    (long long)as.steps, (long long)(as.buckets / as.steps), o->bucket_mb,
                    as.total_s / as.steps, as.exposed_s / as.steps,
                    as.total_s > 0 ? 100.0 * (1.0 - as.exposed_s / as.total_s) : 0.0,
@@ -884,32 +1029,40 @@ int cmd_train(int argc, char **argv)
     int prc = parse(argc, argv, &r.o);
     if (prc != 0) return prc > 0 ? 0 : 2;
     r.root = g_mpi.rank == 0;
-    int gpu = 0;
     if (setup_run(&r, argc, argv) != 0) {
         run_free(&r);
         return 1;
     }
-    if (mpictx_any(choose_device(&r.o, &gpu))) { /* refused like a bad option, with a failed summary */
+    if (choose_device(&r) != 0) { /* refused like a bad option, with a failed summary */
         fail_collectively();
         run_free(&r);
         return 2;
     }
-    if (open_data(&r) != 0 || create_backend(&r, gpu) != 0) {
+    if (open_data(&r) != 0 || create_backend(&r, r.gpu) != 0) {
         run_free(&r);
         return 1;
     }
     const train_opts *o = &r.o;
     int64_t worst_rows, worst_bins;
     worst_shape(&r.cfg, &r.train, &r.valid, (int)o->batch_size, &worst_rows, &worst_bins);
-    if (mpictx_any(reserve_memory(&r.be, worst_rows, worst_bins, (int)o->batch_size)) || resume(&r) != 0) {
+    if (mpictx_any(reserve_memory(&r.be, worst_rows, worst_bins, (int)o->batch_size, r.gpu_sharers)) || resume(&r) != 0) {
         fail_collectively();
         run_free(&r);
         return 1;
     }
     verify_same_weights(&r.be, r.host_params);
-    r.ar = grad_allreduce_create(r.be.grads_host, r.be.layout.total, (size_t)(o->bucket_mb * 1048576.0), g_mpi.comm);
-    r.be.grad_ready = on_grad_ready;
-    r.be.grad_ready_ctx = r.ar;
+    if (r.be.ops->comm_init && (g_mpi.size > 1 || o->allreduce_given)) {
+        if (setup_device_comm(&r) != 0) {
+            run_free(&r);
+            return 1;
+        }
+    } else {
+        r.transport = "mpi";
+        r.ar = grad_allreduce_create(r.be.grads_host, r.be.layout.total, (size_t)(o->bucket_mb * 1048576.0), g_mpi.comm);
+        r.red.host = r.ar;
+        r.be.grad_ready = on_grad_ready;
+        r.be.grad_ready_ctx = r.ar;
+    }
     int prefetch = g_mpi.threads_ok;
     r.lt = loader_create(&r.train, (int)o->batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o->seed, 1, prefetch);
     r.lv = loader_create(&r.valid, (int)o->batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o->seed, 0, prefetch);

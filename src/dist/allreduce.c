@@ -26,10 +26,8 @@ grad_allreduce *grad_allreduce_create(float *buf, size_t n, size_t bucket_bytes,
     grad_allreduce *g = calloc(1, sizeof *g);
     g->buf = buf;
     g->n = n;
-    g->bucket = bucket_bytes / sizeof(float);
-    if (g->bucket < 1) g->bucket = 1;
-    if (g->bucket > (size_t)1 << 30) g->bucket = (size_t)1 << 30; /* int counts */
-    g->n_buckets = (int)((n + g->bucket - 1) / g->bucket);
+    g->bucket = bucket_floats(bucket_bytes);
+    g->n_buckets = bucket_count(n, g->bucket);
     g->req = malloc(sizeof(MPI_Request) * (g->n_buckets > 0 ? g->n_buckets : 1));
     g->t_launch = calloc(g->n_buckets > 0 ? g->n_buckets : 1, sizeof(double));
     g->idx = malloc(sizeof(int) * (g->n_buckets > 0 ? g->n_buckets : 1));
@@ -48,13 +46,6 @@ void grad_allreduce_free(grad_allreduce *g)
     free(g);
 }
 
-/* Bucket j covers [start(j), end(j)), counted from the end of the buffer. */
-static size_t bucket_start(const grad_allreduce *g, int j)
-{
-    size_t from_end = (size_t)(j + 1) * g->bucket;
-    return from_end >= g->n ? 0 : g->n - from_end;
-}
-
 void grad_allreduce_begin(grad_allreduce *g)
 {
     g->next = 0;
@@ -63,9 +54,9 @@ void grad_allreduce_begin(grad_allreduce *g)
 
 static void launch_upto(grad_allreduce *g, size_t watermark)
 {
-    while (g->next < g->n_buckets && bucket_start(g, g->next) >= watermark) {
+    while (g->next < g->n_buckets && bucket_start(g->n, g->bucket, g->next) >= watermark) {
         int j = g->next++;
-        size_t a = bucket_start(g, j), e = g->n - (size_t)j * g->bucket;
+        size_t a = bucket_start(g->n, g->bucket, j), e = bucket_end(g->n, g->bucket, j);
         if (g->t_first == 0.0) g->t_first = mlpf_now();
         g->t_launch[j] = mlpf_now();
         MPI_Iallreduce(MPI_IN_PLACE, g->buf + a, (int)(e - a), MPI_FLOAT, MPI_SUM, g->comm, &g->req[j]);

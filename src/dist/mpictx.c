@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-mpictx g_mpi = {.comm = MPI_COMM_NULL, .io_comm = MPI_COMM_NULL, .size = 1};
+mpictx g_mpi = {.comm = MPI_COMM_NULL, .io_comm = MPI_COMM_NULL, .node_comm = MPI_COMM_NULL, .size = 1};
 
 void mpictx_init(int *argc, char ***argv)
 {
@@ -18,11 +18,9 @@ void mpictx_init(int *argc, char ***argv)
     MPI_Comm_rank(g_mpi.comm, &g_mpi.rank);
     MPI_Comm_size(g_mpi.comm, &g_mpi.size);
     MPI_Comm_dup(g_mpi.comm, &g_mpi.io_comm);
-    MPI_Comm node;
-    MPI_Comm_split_type(g_mpi.comm, MPI_COMM_TYPE_SHARED, g_mpi.rank, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &g_mpi.local_rank);
-    MPI_Comm_size(node, &g_mpi.local_size);
-    MPI_Comm_free(&node);
+    MPI_Comm_split_type(g_mpi.comm, MPI_COMM_TYPE_SHARED, g_mpi.rank, MPI_INFO_NULL, &g_mpi.node_comm);
+    MPI_Comm_rank(g_mpi.node_comm, &g_mpi.local_rank);
+    MPI_Comm_size(g_mpi.node_comm, &g_mpi.local_size);
     g_mpi.threads_ok = provided >= MPI_THREAD_MULTIPLE;
     if (gethostname(g_mpi.host, sizeof g_mpi.host) != 0) snprintf(g_mpi.host, sizeof g_mpi.host, "?");
     g_mpi.host[sizeof g_mpi.host - 1] = '\0';
@@ -34,6 +32,7 @@ void mpictx_init(int *argc, char ***argv)
 void mpictx_finalize(void)
 {
     if (g_mpi.io_comm != MPI_COMM_NULL) MPI_Comm_free(&g_mpi.io_comm);
+    if (g_mpi.node_comm != MPI_COMM_NULL) MPI_Comm_free(&g_mpi.node_comm);
     MPI_Finalize();
 }
 

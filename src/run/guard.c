@@ -19,6 +19,10 @@ static struct {
     int wait;
     char wait_what[96];
     void (*on_exit)(const char *why);
+    int (*poll)(void *, char *, size_t);
+    void (*abort_fn)(void *);
+    void *watch_ctx;
+    char device[160];
     pthread_t thread;
     pthread_mutex_t mu;
 } g = {.pipe = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
@@ -29,6 +33,17 @@ static void on_signal(int sig)
     unsigned char b = (unsigned char)sig;
     ssize_t r = write(g.pipe[1], &b, 1); /* async-signal-safe */
     (void)r;
+}
+
+/* Before the job ends from here: free the device's waiting kernels. */
+static void abort_device(void)
+{
+    pthread_mutex_lock(&g.mu);
+    void (*a)(void *) = g.abort_fn;
+    void *ctx = g.watch_ctx;
+    g.abort_fn = NULL;
+    pthread_mutex_unlock(&g.mu);
+    if (a) a(ctx);
 }
 
 static void *run(void *arg)
@@ -45,6 +60,7 @@ static void *run(void *arg)
                      "was cancelled or another rank failed",
                      g_mpi.rank, g_mpi.host, sig, strsignal(sig), g.where);
             fprintf(stderr, "mlpfbench: %s\n", why);
+            abort_device();
             if (g.on_exit) g.on_exit(why);
             _exit(128 + sig);
         }
@@ -54,18 +70,32 @@ static void *run(void *arg)
         char where[128], what[96];
         snprintf(where, sizeof where, "%s", g.where);
         snprintf(what, sizeof what, "%s", g.wait_what);
+        int (*poll_fn)(void *, char *, size_t) = g.poll;
+        void *ctx = g.watch_ctx;
+        char dev[176] = "";
+        if (g.device[0]) snprintf(dev, sizeof dev, " on %s", g.device);
         pthread_mutex_unlock(&g.mu);
-        if (wait == GUARD_COLLECTIVE && g.limit[wait] > 0 && waited > g.limit[wait])
-            mlpf_fatal("waited %.0f s in a collective (%s) after %s: another rank is stuck or gone "
-                       "(--collective-timeout %g)", waited, what, where, g.limit[wait]);
+        char failed[512];
+        if (poll_fn && poll_fn(ctx, failed, sizeof failed)) {
+            abort_device();
+            mlpf_fatal("%s%s, after %s%s%s: another rank failed or is gone", failed, dev, where,
+                       wait == GUARD_COLLECTIVE ? ", waiting for " : "", wait == GUARD_COLLECTIVE ? what : "");
+        }
+        if (wait == GUARD_COLLECTIVE && g.limit[wait] > 0 && waited > g.limit[wait]) {
+            abort_device();
+            mlpf_fatal("waited %.0f s in a collective (%s)%s after %s: another rank is stuck or gone "
+                       "(--collective-timeout %g)", waited, what, dev, where, g.limit[wait]);
+        }
         if (wait == GUARD_DATA && g.limit[wait] > 0 && waited > g.limit[wait])
             mlpf_fatal("waited %.0f s for data (%s) after %s: the reads are stuck (file system, or "
                        "another rank in the collective read; --data-timeout %g)",
                        waited, what, where, g.limit[wait]);
         if (g.timeout > 0) {
-            if (idle > g.timeout)
-                mlpf_fatal("no progress for %.0f s after %s (a rank is stuck in a collective or "
-                           "waiting for data; --timeout %g)", idle, where, g.timeout);
+            if (idle > g.timeout) {
+                abort_device();
+                mlpf_fatal("no progress for %.0f s after %s%s (a rank is stuck in a collective or "
+                           "waiting for data; --timeout %g)", idle, where, dev, g.timeout);
+            }
         }
     }
     return NULL;
@@ -113,6 +143,17 @@ void guard_wait_end(void)
 {
     pthread_mutex_lock(&g.mu);
     g.wait = GUARD_NONE;
+    pthread_mutex_unlock(&g.mu);
+}
+
+void guard_watch(int (*poll_cb)(void *ctx, char *why, size_t n), void (*abort_fn)(void *ctx), void *ctx,
+                 const char *device)
+{
+    pthread_mutex_lock(&g.mu);
+    g.poll = poll_cb;
+    g.abort_fn = abort_fn;
+    g.watch_ctx = ctx;
+    snprintf(g.device, sizeof g.device, "%s", device ? device : "");
     pthread_mutex_unlock(&g.mu);
 }
 

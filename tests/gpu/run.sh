@@ -63,6 +63,37 @@ PY
         ok "train --device cuda --precision $prec --batch-size $b"
     done
 done
+# several GPUs' machinery on this one GPU (issue 15): NCCL with one rank, the
+# nccl-tests table of each transport, the staging transport with 2 ranks
+# sharing the GPU (where mpirun exists), the NVML figures and energy per event
+nccl_lib=$(/usr/bin/python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null \
+    || python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
+[[ -z ${MLPF_NCCL_LIBRARY:-} && -n $nccl_lib && -f $nccl_lib ]] && export MLPF_NCCL_LIBRARY=$nccl_lib
+echo "gpu: NCCL: ${MLPF_NCCL_LIBRARY:-libnccl.so.2 from the library path}"
+timeout 60 "$bin" allreduce-bench --device cuda --max-bytes $((64 << 20)) --factor 4 --iters 10 2>&1 | tee "$out/arb.txt" | grep -E "^#|^ +[0-9]+ +[0-9]+ .* (65536|1048576|16777216|67108864) "
+grep -q "total wrong (nccl): 0" "$out/arb.txt" && grep -q "total wrong (mpi): 0" "$out/arb.txt" \
+    && ok "allreduce-bench --device cuda: NCCL and staging, #wrong 0" || bad "allreduce-bench --device cuda: $(tail -2 "$out/arb.txt")"
+timeout 150 "$bin" train --device cuda --allreduce nccl --data "$out/ev" --batch-size 16 --epochs 1 --warmup-steps 1 \
+    --max-steps 6 --results "$out/r_nccl" --log-every 30 >"$out/train_nccl.txt" 2>&1 \
+    && /usr/bin/python3 - "$out/r_nccl/mlpf_summary.json" <<'PY' && ok "train --allreduce nccl, 1 rank, NVML figures" || bad "train --allreduce nccl: $(tail -2 "$out/train_nccl.txt")"
+import json, sys
+st = json.load(open(sys.argv[1]))["report"]["wl-stats"]
+g = st["per_rank"][0].get("gpu", {})
+nv = g.get("nvml", {})
+print(f"gpu: nccl 1 rank: {g.get('name')} {g.get('pci_bus_id')}: energy {nv.get('energy_j', 0):.0f} J, "
+      f"{nv.get('energy_per_event_j', 0):.2f} J/event, power mean {nv.get('power_mean_w', 0):.0f} W max "
+      f"{nv.get('power_max_w', 0):.0f} W, SM {nv.get('sm_clock_mean_mhz', 0):.0f} MHz, "
+      f"{nv.get('temperature_max_c', 0):.0f} C, util {nv.get('utilization_gpu_mean', 0):.0f}%, "
+      f"throttle {nv.get('throttle_reasons')}; total {st.get('gpu_energy')}")
+assert nv.get("sampled") and nv.get("energy_j", 0) > 0, nv
+PY
+if command -v mpirun >/dev/null; then
+    timeout 150 mpirun -np 2 "$bin" train --device cuda --allow-shared-gpu --data "$out/ev" --batch-size 8 --epochs 1 \
+        --warmup-steps 1 --max-steps 6 --results "$out/r_shared" --log-every 30 >"$out/train_shared.txt" 2>&1 \
+        && grep -q "gradient all-reduce (rank 0, mpi" "$out/train_shared.txt" \
+        && ok "2 ranks sharing the GPU, staging transport: $(grep -o "gradient all-reduce.*" "$out/train_shared.txt")" \
+        || bad "2 ranks sharing the GPU: $(tail -2 "$out/train_shared.txt")"
+else echo "gpu: no mpirun here: the 2-rank staging run is left out"; fi
 # PyTorch on the same events (eager and compiled, fp32 and bf16 autocast), within the run's budget
 GPU_PEERS_DATA="$out/ev" timeout 150 tests/gpu/torch_peers.sh "$build" || bad "PyTorch peers on the GPU (tests/gpu/torch_peers.sh)"
 finish gpu

@@ -66,3 +66,114 @@ gtrain --device cuda --epochs 2 --skip-self-check --results "$tmp/rs" >"$tmp/rs.
 "$bin" infer --device cuda --preset tiny --data "$tmp/ds" --batch-size 2 --steps 2 --json "$tmp/inf.json" >"$tmp/inf.out" 2>&1 \
     && grep -q '"host_execution_path": true' "$tmp/inf.json" && ok "infer --device cuda: $(cut -c1-100 "$tmp/inf.out")" \
     || bad "infer --device cuda: $(tail -3 "$tmp/inf.out")"
+
+# ---- several GPUs (issue 15). On the host path NCCL's calls run over MPI
+# (cuda/host/stand_ins.cpp); MLPF_HOST_GPU_PER_RANK=1 gives each local rank a
+# GPU of its own (its UUID and PCI bus id), as Slurm's --gpus-per-task 1 does.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+failed_summary() { /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../check_summary.py" "$1/mlpf_summary.json" --failed "$2"; }
+mrun() { timeout 240 mpirun --oversubscribe -np "$@"; }
+"$bin" generate --out "$tmp/dp" --train-events 16 --valid-events 4 --shards 3 --elements 60 --seed 8 >/dev/null
+
+# two ranks on one GPU: refused, with both ranks and the GPU named, and a failed summary
+mrun 2 "$bin" train --device cuda --preset tiny --data "$tmp/dp" --batch-size 1 --results "$tmp/rsh" >"$tmp/rsh.out" 2>&1
+rc=$?
+if [[ $rc -eq 2 ]] && grep -q "local ranks 0 and 1 on .* share GPU GPU-00000000-0000-0000-0000-000000000000 .*--allow-shared-gpu" "$tmp/rsh.out" \
+    && grep -q "share GPU" "$tmp/rsh/mlpf_summary.json"; then
+    ok "two ranks on one GPU: refused (exit 2), ranks and GPU named, failed summary"
+else bad "shared GPU not refused: exit $rc: $(grep mlpfbench: "$tmp/rsh.out" | head -3)"; fi
+
+# 1 rank x batch 4, 2 x 2 and 4 x 1 on the GPU backend (fp32): the same losses
+# and weights within 1e-5, with buckets that split tensors, for both transports
+dp() { # NP BATCH TRANSPORT BUCKET_MB [more options]: losses in $tmp/ldp.NP.T, weights in $tmp/wdp.NP.T
+    local np=$1 b=$2 t=$3 mb=$4
+    shift 4
+    MLPF_HOST_GPU_PER_RANK=1 mrun "$np" "$bin" train --device cuda --precision fp32 --preset tiny --data "$tmp/dp" \
+        --batch-size "$b" --epochs 2 --threads 1 --seed 4 --log-every 0 --skip-self-check --bucket-mb "$mb" \
+        --results "$tmp/rdp.$np.$t" --save-weights "$tmp/wdp.$np.$t" "$@" ${t:+--allreduce $t} >"$tmp/odp.$np.$t" 2>&1 \
+        && awk '/^epoch /{ print $6 }' "$tmp/odp.$np.$t" >"$tmp/ldp.$np.$t"
+}
+if dp 1 4 "" 4 && dp 2 2 nccl 0.0037 && dp 4 1 nccl 0.011 && dp 2 2 mpi 0.0037 && dp 4 1 mpi 0.011; then
+    /usr/bin/python3 - "$tmp" <<'PY' && ok "GPU backend, 1x4, 2x2, 4x1 ranks x batch, NCCL and MPI staging: same losses and weights (1e-5) after 8 steps" \
+        || bad "multi-GPU data-parallel results differ"
+import sys, numpy as np
+t = sys.argv[1]
+l1 = np.loadtxt(f"{t}/ldp.1.")
+w1 = np.fromfile(f"{t}/wdp.1.", dtype=np.float32).astype(np.float64)
+assert len(l1) == 8, l1
+ok = True
+for n in (2, 4):
+    for tr in ("nccl", "mpi"):
+        l = np.loadtxt(f"{t}/ldp.{n}.{tr}")
+        w = np.fromfile(f"{t}/wdp.{n}.{tr}", dtype=np.float32).astype(np.float64)
+        el = np.max(np.abs(l - l1) / np.abs(l1))
+        ew = np.linalg.norm(w - w1) / np.linalg.norm(w1)
+        print(f"  {n} ranks, {tr}: loss rel diff {el:.2e}, weights rel diff {ew:.2e}")
+        ok &= bool(len(l) == 8 and el < 1e-5 and ew < 1e-5 and np.linalg.norm(w - w1) > 0 or n == 0)
+sys.exit(0 if ok else 1)
+PY
+    for t in nccl mpi; do
+        grep -q "gradient all-reduce (rank 0, ${t}[^)]*): 8 steps x [0-9]* buckets of 0.011 MiB" "$tmp/odp.4.$t" \
+            && ok "4 ranks, $t: the all-reduce figures reported ($(grep -o "buckets of.*hidden)" "$tmp/odp.4.$t"))" \
+            || bad "4 ranks, $t: no all-reduce line: $(grep -i "all-reduce" "$tmp/odp.4.$t" | head -2)"
+    done
+    check_summaries "$tmp/rdp.4.nccl"
+else
+    bad "a multi-GPU training run failed: $(for f in "$tmp"/odp.*; do echo "$f: $(grep mlpfbench: "$f" | head -2)"; done)"
+fi
+
+# a dead or stuck peer ends the job within the CPU limits, naming rank, host, GPU and the wait
+"$bin" generate --out "$tmp/long" --train-events 400 --valid-events 2 --shards 2 --elements 40 --seed 9 >/dev/null
+long() { # TAG [env...] -- [train options...]
+    local tag=$1
+    shift
+    env MLPF_HOST_GPU_PER_RANK=1 "$@" timeout 120 mpirun --oversubscribe -np 2 "$bin" train --device cuda --preset tiny \
+        --data "$tmp/long" --threads 1 --batch-size 1 --epochs 50 --skip-self-check --log-every 0 --timeout 600 \
+        --collective-timeout 4 --results "$tmp/r$tag" >"$tmp/o$tag" 2>&1
+}
+start=$SECONDS
+long nerr MLPF_HOST_NCCL_ERROR_AT=12 MLPF_HOST_NCCL_ERROR_RANK=1
+rc=$? took=$((SECONDS - start))
+if [[ $rc -ne 0 && $rc -ne 124 && $took -le 40 ]] \
+    && grep -qE "rank 1 \(.*\): NCCL reports error 6 \(remote process exited.*on GPU 0 \(CUDA host execution path.*0000:11:00.0\).*another rank failed or is gone" "$tmp/onerr" \
+    && failed_summary "$tmp/rnerr" "."; then
+    ok "NCCL asynchronous error on rank 1: seen by the guard, communicator aborted, job ended (exit $rc) in ${took} s"
+else bad "NCCL error: exit $rc after ${took} s: $(grep mlpfbench: "$tmp/onerr" | head -3)"; fi
+start=$SECONDS
+long nstall MLPF_HOST_NCCL_STALL_AT=12 MLPF_HOST_NCCL_ERROR_RANK=1
+rc=$? took=$((SECONDS - start))
+if [[ $rc -ne 0 && $rc -ne 124 && $took -le 40 ]] \
+    && grep -qE "rank [01] \(.*\): waited [0-9]+ s in a collective \(the step on the GPU, with its gradient all-reduce\) on GPU 0 .* after step [0-9]+: another rank is stuck or gone \(--collective-timeout 4\)" "$tmp/onstall" \
+    && failed_summary "$tmp/rnstall" "."; then
+    ok "a peer stuck in NCCL: --collective-timeout ended the job (exit $rc) in ${took} s, naming the wait and the GPU"
+else bad "stuck NCCL peer: exit $rc after ${took} s: $(grep mlpfbench: "$tmp/onstall" | head -3)"; fi
+rank_pid() { # pid of rank $1 of the run on $tmp/long
+    local p
+    for p in $(pgrep -f "mlpfbench train .*$tmp/long"); do
+        tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo "$p"; return; }
+    done
+}
+start=$SECONDS
+long kill &
+job=$!
+p=
+for _ in $(seq 150); do p=$(rank_pid 1); [[ -n "$p" ]] && grep -q "^epoch 1 step 2" "$tmp/okill" 2>/dev/null && break; sleep 0.2; done
+[[ -n "$p" ]] && kill -KILL "$p"
+wait $job
+rc=$? took=$((SECONDS - start))
+if [[ -n "$p" && $rc -ne 0 && $rc -ne 124 && $took -le 60 ]] && failed_summary "$tmp/rkill" "."; then
+    ok "rank 1 killed mid-training (NCCL): job ended (exit $rc) in ${took} s, rank 0 left a failed summary"
+else bad "killed rank: exit $rc after ${took} s: $(tail -3 "$tmp/okill")"; fi
+
+# allreduce-bench --device cuda: the nccl-tests table of each transport, every element checked
+if MLPF_HOST_GPU_PER_RANK=1 mrun 3 "$bin" allreduce-bench --device cuda --min-bytes 4 --max-bytes 65536 --factor 8 \
+        --extra-floats 3 --iters 2 --bucket-mb 0.01 >"$tmp/arb.out" 2>&1 \
+    && [[ $(grep -c "total wrong (nccl): 0\|total wrong (mpi): 0" "$tmp/arb.out") -eq 2 ]] \
+    && [[ $(grep -cE "^ +[0-9]+ +[0-9]+ +float +sum .* 0$" "$tmp/arb.out") -eq 12 ]] \
+    && grep -q "not GPU figures" "$tmp/arb.out"; then
+    ok "allreduce-bench --device cuda, 3 ranks: NCCL and staging tables, 6 sizes each, #wrong 0"
+else bad "allreduce-bench --device cuda: $(tail -5 "$tmp/arb.out")"; fi
+mrun 2 "$bin" allreduce-bench --device cuda --max-bytes 4096 --iters 1 >"$tmp/arbs.out" 2>&1 \
+    && grep -q "left out: ranks share a GPU" "$tmp/arbs.out" && grep -q "total wrong (mpi): 0" "$tmp/arbs.out" \
+    && ok "allreduce-bench --device cuda on a shared GPU: NCCL left out with a note, staging checked" \
+    || bad "allreduce-bench on a shared GPU: $(tail -3 "$tmp/arbs.out")"
