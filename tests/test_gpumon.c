@@ -314,7 +314,7 @@ static run_summary two_rank_summary(rank_figures *r, int gpus)
         if (!gpus) continue;
         r[i].gpu_device = 0;
         snprintf(r[i].gpu_name, sizeof r[i].gpu_name, "NVIDIA H200");
-        snprintf(r[i].gpu_uuid, sizeof r[i].gpu_uuid, "GPU-0000000%d-0000-0000-0000-000000000000", i);
+        snprintf(r[i].gpu_uuid, sizeof r[i].gpu_uuid, "GPU-0000000%c-0000-0000-0000-000000000000", (char)('0' + i));
         snprintf(r[i].gpu_pci, sizeof r[i].gpu_pci, "0000:%02x:00.0", 0x17 + i);
     }
     s.ranks = r;
