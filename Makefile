@@ -63,7 +63,7 @@ PORTABLE := src/base/rng.c src/model/params.c src/data/generator.c
 LIB_SRC  := $(wildcard src/run/*.c src/cpu/*.c src/data/*.c src/dist/*.c src/model/*.c src/base/*.c) \
             cuda/gpu.c src/commands/cli.c
 APP_SRC  := $(filter-out src/commands/cli.c,$(wildcard src/commands/*.c))
-TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c
+TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c tests/test_gpumon.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)
@@ -156,7 +156,16 @@ $(GPUHOST)/test_backend: tests/gpu_host/test_backend.cpp $(HOST_OBJ) $(BUILD)/li
 	$(HOST_CXX) $< $(HOST_OBJ) $(BUILD)/libmlpf.a -o $@ $(PKG_LIBS) $(HOST_LIBS)
 $(GPUHOST)/test_emulator: tests/gpu_host/test_emulator.cpp $(GPUHOST)/stand_ins.o
 	$(HOST_CXX) -x c++ $< -x none $(GPUHOST)/stand_ins.o -o $@ $(HOST_LIBS)
-gpu-host: build $(GPUHOST)/libmlpf_cuda.so $(GPUHOST)/mlpfbench $(GPUHOST)/test_backend $(GPUHOST)/test_emulator
+gpu-host: build $(GPUHOST)/libmlpf_cuda.so $(GPUHOST)/mlpfbench $(GPUHOST)/test_backend $(GPUHOST)/test_emulator \
+          $(GPUHOST)/nvml/libnvidia-ml.so.1
+# The stand-in NVML of the tests (tests/gpu_host/fake_nvml.c; never part of
+# the product, nothing it answers is a GPU figure): the unit tests point
+# MLPF_NVML_LIBRARY at $(BUILD)/fake_nvml/libnvidia-ml.so.1, the host
+# execution path's runs at $(GPUHOST)/nvml/libnvidia-ml.so.1. Built without
+# the sanitizers (a plain library dlopen'ed by an instrumented program).
+$(BUILD)/fake_nvml/libnvidia-ml.so.1 $(GPUHOST)/nvml/libnvidia-ml.so.1: tests/gpu_host/fake_nvml.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -shared -fvisibility=hidden $(WFLAGS) $< -o $@ -lpthread
 # (needs the CUDA toolkit's headers, not a GPU; without them it says so)
 test-gpu-host:
 	@if [ -f $(CUDA_HOME)/include/cuda_runtime_api.h ]; then $(MAKE) --no-print-directory gpu-host && \
@@ -179,7 +188,7 @@ $(BUILD)/libmlpf.a: $(LIB_OBJ)
 $(BUILD)/mlpfbench: $(APP_OBJ) $(BUILD)/libmlpf.a
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDFLAGS)
 
-$(BUILD)/test_unit: $(TEST_OBJ) $(BUILD)/libmlpf.a
+$(BUILD)/test_unit: $(TEST_OBJ) $(BUILD)/libmlpf.a | $(BUILD)/fake_nvml/libnvidia-ml.so.1
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDFLAGS)
 
 $(BUILD)/parity_dump: $(BUILD)/tests/parity_dump.o $(BUILD)/libmlpf.a
@@ -223,7 +232,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory $(TEST_TARGETS)
 	@$(MAKE) --no-print-directory sanitize
 
-test-unit:
+test-unit: $(BUILD)/fake_nvml/libnvidia-ml.so.1
 	$(BUILD)/test_unit
 
 test-cli:

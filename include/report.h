@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "gpumon.h"
 #include "selfcheck.h"
 
 #define MLPF_VERSION "0.4.0"
@@ -25,6 +26,12 @@ typedef struct {
     double peak_rss_mib;
     double activation_mib; /* the activation arena (largest batch so far) */
     double kind_s[8]; /* training forward + backward time by kind of work (prof.h order) */
+    /* this rank's GPU (an empty name: none, a CPU run) and what NVML measured
+     * of it over the training window (gpumon.h; gpu.sampled == 0: nothing,
+     * gpu.note says why) */
+    int gpu_device;
+    char gpu_name[96], gpu_uuid[48], gpu_pci[24];
+    gpu_figures gpu;
 } rank_figures;
 
 typedef struct {

@@ -4,7 +4,8 @@ check that their numbers add up.
 
     check_summary.py SUMMARY [--ok | --failed PATTERN] [--ranks N] [--epochs E]
 
-Without --ok or --failed only the schema is checked.
+Without --ok or --failed only the schema and the GPU figures (check_gpu) are
+checked.
 """
 import argparse
 import json
@@ -18,6 +19,57 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMA = os.path.join(HERE, "..", "docs", "mlpf_summary.schema.json")
 
 
+def close(a, b):
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def check_gpu(st):
+    """The GPU figures add up: per node and in all, the sums of the ranks'."""
+    ranks = st["per_rank"]
+    gpu = [r for r in ranks if "gpu" in r]
+    for r in gpu:
+        n = r["gpu"]["nvml"]
+        if "energy_j" in n and r["events"] > 0:
+            assert close(n["energy_per_event_j"], n["energy_j"] / r["events"]), (r["rank"], n)
+    if "gpus" in st:
+        assert st["gpus"] == len(gpu), (st["gpus"], len(gpu))
+        assert ("gpu_energy" in st) == (len(gpu) > 0), st.get("gpu_energy")
+
+    def sums(mine):
+        measured = [r for r in mine if "energy_j" in r["gpu"]["nvml"]]
+        return (measured, sum(r["gpu"]["nvml"]["energy_j"] for r in measured),
+                sum(r["events"] for r in measured),
+                sum(r["gpu"]["nvml"].get("power_mean_w", 0) for r in mine if r["gpu"]["nvml"]["sampled"]),
+                any(r["gpu"]["nvml"]["sampled"] for r in mine))
+
+    for x in st["per_node"]:
+        if "gpus" not in x:
+            continue
+        mine = [r for r in gpu if r["rank"] in x["ranks"]]
+        assert x["gpus"] == len(mine), (x["host"], x["gpus"], len(mine))
+        measured, joules, events, power, sampled = sums(mine)
+        assert ("gpu_energy_j" in x) == bool(measured), (x["host"], x)
+        if measured:
+            assert close(x["gpu_energy_j"], joules), (x["host"], x["gpu_energy_j"], joules)
+            assert close(x["gpu_energy_per_event_j"], joules / events if events else 0.0), x
+        assert ("gpu_power_mean_w" in x) == sampled, x
+        if sampled:
+            assert close(x["gpu_power_mean_w"], power), (x["gpu_power_mean_w"], power)
+    if gpu and "gpu_energy" in st:
+        e = st["gpu_energy"]
+        measured, joules, events, power, _ = sums(gpu)
+        assert ("joules" in e) == bool(measured), e
+        if measured:
+            assert e["gpus_measured"] == len(measured), e
+            assert close(e["joules"], joules) and close(e["power_mean_w"], power), (e, joules, power)
+            assert close(e["joules_per_event"], joules / events if events else 0.0), e
+            src = {r["gpu"]["nvml"]["energy_source"] for r in measured}
+            want = src.pop() if len(src) == 1 else "energy counter and integrated power"
+            assert e["source"] == want, (e["source"], want)
+        if len(measured) < len(gpu):
+            assert "note" in e, e
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("summary")
@@ -29,6 +81,7 @@ def main():
     s = json.load(open(a.summary))
     jsonschema.validate(s, json.load(open(SCHEMA)))
     rep, st = s["report"], s["report"]["wl-stats"]
+    check_gpu(st)
     if not a.ok and not a.failed:        # schema only (plus the schema's own ok/failed rules)
         return
     if a.failed:

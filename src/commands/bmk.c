@@ -510,6 +510,79 @@ static json_t *per_epoch(const copy_t *c, int n, int epochs, const char *key, co
     return a;
 }
 
+/* The GPU figures of the ranks in per_rank (of one host when `host` is set):
+ * the sums report.c writes per node and in all. */
+typedef struct {
+    int gpus, sampled, measured, counter;
+    long long events; /* of the measured ranks */
+    double joules, power_w;
+} gpu_sums;
+
+static gpu_sums sum_gpus(const json_t *per_rank, const char *host)
+{
+    gpu_sums g = {0};
+    json_t *r;
+    size_t j;
+    json_array_foreach(per_rank, j, r) {
+        json_t *nv = json_object_get(json_object_get(r, "gpu"), "nvml");
+        const char *h = json_string_value(json_object_get(r, "host"));
+        if (!json_object_get(r, "gpu") || (host && (!h || strcmp(h, host)))) continue;
+        g.gpus++;
+        if (!json_is_true(json_object_get(nv, "sampled"))) continue;
+        g.sampled++;
+        g.power_w += num(nv, "power_mean_w");
+        if (!json_is_number(json_object_get(nv, "energy_j"))) continue;
+        g.measured++;
+        g.joules += num(nv, "energy_j");
+        g.events += (long long)json_integer_value(json_object_get(r, "events"));
+        const char *src = json_string_value(json_object_get(nv, "energy_source"));
+        if (src && !strcmp(src, "energy counter")) g.counter++;
+    }
+    return g;
+}
+
+/* wl-stats.gpus and gpu_energy over the ranks of every copy, the copies'
+ * notes kept ("copy K: ..."); the nodes' GPU figures recomputed. */
+static void merge_gpus(json_t *s, copy_t *c, int n, const json_t *per_rank, json_t *nodes)
+{
+    json_t *x;
+    size_t q;
+    json_array_foreach(nodes, q, x) {
+        gpu_sums g = sum_gpus(per_rank, json_string_value(json_object_get(x, "host")));
+        json_object_set_new(x, "gpus", json_integer(g.gpus));
+        if (g.measured) {
+            json_object_set_new(x, "gpu_energy_j", json_real(g.joules));
+            json_object_set_new(x, "gpu_energy_per_event_j", json_real(g.events > 0 ? g.joules / g.events : 0.0));
+        }
+        if (g.sampled) json_object_set_new(x, "gpu_power_mean_w", json_real(g.power_w));
+    }
+    gpu_sums g = sum_gpus(per_rank, NULL);
+    json_object_set_new(s, "gpus", json_integer(g.gpus));
+    json_object_del(s, "gpu_energy");
+    if (!g.gpus) return;
+    json_t *e = json_object();
+    char note[2048] = "";
+    size_t len = 0;
+    if (g.measured && g.measured < g.gpus)
+        len += snprintf(note + len, sizeof note - len, "%d of %d GPU(s) measured", g.measured, g.gpus);
+    for (int i = 0; i < n && len < sizeof note; i++) {
+        const char *cn = json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(c[i].sum, "report"), "wl-stats"), "gpu_energy"), "note"));
+        if (cn && cn[0]) len += snprintf(note + len, sizeof note - len, "%scopy %d: %s", len ? "; " : "", i + 1, cn);
+    }
+    if (g.measured) {
+        json_object_set_new(e, "joules", json_real(g.joules));
+        json_object_set_new(e, "joules_per_event", json_real(g.events > 0 ? g.joules / g.events : 0.0));
+        json_object_set_new(e, "gpus_measured", json_integer(g.measured));
+        json_object_set_new(e, "source", json_string(g.counter == g.measured ? "energy counter"
+                                                     : g.counter == 0         ? "integrated power"
+                                                                              : "energy counter and integrated power"));
+        json_object_set_new(e, "power_mean_w", json_real(g.power_w));
+    }
+    if (note[0] || !g.measured) json_object_set_new(e, "note", json_string(note[0] ? note : "not measured"));
+    json_object_set_new(s, "gpu_energy", e);
+}
+
 /* Aggregate wl-stats of n successful copies of the same training: the first
  * copy's fields, with the per-epoch figures summed (throughput) or averaged
  * (times, validation), the ranks of every copy numbered through, and each
@@ -597,6 +670,7 @@ static json_t *merged_stats(copy_t *c, int n, int epochs)
     json_object_set_new(s, "ranks_per_node", json_integer(max_per_node));
     json_object_set_new(s, "achieved_flops", json_real(achieved));
     json_object_set_new(s, "flops_per_event", json_real(fpe));
+    merge_gpus(s, c, n, per_rank, nodes);
     json_object_set_new(s, "per_node", nodes);
     json_object_set_new(s, "per_rank", per_rank);
     json_object_set_new(s, "mean_throughput", score_stats(c, n, "mean_throughput"));

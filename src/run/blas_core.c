@@ -563,6 +563,9 @@ static void ensure(void)
 {
     if (g_blas.library[0]) return;
     fill_library();
+    const int cpu = cpu_level(); /* what this CPU runs, as blas_core_setup says it */
+    snprintf(g_blas.cpu_class, sizeof g_blas.cpu_class, "%s", CLASS_NAMES[cpu]);
+    snprintf(g_blas.suits, sizeof g_blas.suits, "%s", core_for(cpu) ? core_for(cpu) : "");
     snprintf(g_blas.chosen_by, sizeof g_blas.chosen_by, "OpenBLAS");
     snprintf(g_blas.check, sizeof g_blas.check, "not run: no choice made in this program");
 }

@@ -91,6 +91,152 @@ static json_t *darray(const double *v, int n)
     return a;
 }
 
+/* ---- the GPU figures (gpumon.h) ---- */
+
+static int has_gpu(const rank_figures *r) { return r->gpu_name[0] != '\0'; }
+/* energy measured: sampled, and the energy figure exists */
+static int energy_measured(const rank_figures *r) { return has_gpu(r) && r->gpu.sampled && isfinite(r->gpu.energy_j); }
+
+static void put_num(json_t *o, const char *key, double v)
+{
+    if (isfinite(v)) json_object_set_new(o, key, json_real(v));
+}
+
+static json_t *reason_array(unsigned long long reasons)
+{
+    json_t *a = json_array();
+    char names[512];
+    gpumon_reason_names(reasons & ~GPUMON_REASONS_UNKNOWN, names, sizeof names);
+    if (strcmp(names, "none"))
+        for (char *p = names, *q; p && *p; p = q) {
+            q = strchr(p, ',');
+            if (q) *q++ = '\0';
+            json_array_append_new(a, json_string(p));
+        }
+    return a;
+}
+
+static json_t *gpu_json(const rank_figures *r)
+{
+    const gpu_figures *g = &r->gpu;
+    json_t *o = json_object(), *n = json_object();
+    json_object_set_new(o, "device", json_integer(r->gpu_device));
+    json_object_set_new(o, "name", json_string(r->gpu_name));
+    json_object_set_new(o, "uuid", json_string(r->gpu_uuid));
+    json_object_set_new(o, "pci_bus_id", json_string(r->gpu_pci));
+    json_object_set_new(n, "sampled", json_boolean(g->sampled));
+    json_object_set_new(n, "note", json_string(g->note));
+    if (g->sampled) {
+        json_object_set_new(n, "samples", json_integer(g->samples));
+        json_object_set_new(n, "seconds", json_real(g->seconds));
+        if (isfinite(g->energy_j)) {
+            json_object_set_new(n, "energy_j", json_real(g->energy_j));
+            json_object_set_new(n, "energy_source", json_string(g->energy_counter ? "energy counter" : "integrated power"));
+            if (r->events > 0) json_object_set_new(n, "energy_per_event_j", json_real(g->energy_j / r->events));
+        }
+        put_num(n, "power_mean_w", g->power_mean_w);
+        put_num(n, "power_max_w", g->power_max_w);
+        put_num(n, "power_limit_w", g->power_limit_w);
+        put_num(n, "sm_clock_mean_mhz", g->sm_clock_mean_mhz);
+        put_num(n, "sm_clock_min_mhz", g->sm_clock_min_mhz);
+        put_num(n, "sm_clock_max_mhz", g->sm_clock_max_mhz);
+        put_num(n, "mem_clock_mean_mhz", g->mem_clock_mean_mhz);
+        put_num(n, "temperature_max_c", g->temperature_max_c);
+        put_num(n, "utilization_gpu_mean", g->util_gpu_mean);
+        put_num(n, "utilization_memory_mean", g->util_mem_mean);
+        if (!(g->throttle_reasons & GPUMON_REASONS_UNKNOWN))
+            json_object_set_new(n, "throttle_reasons", reason_array(g->throttle_reasons));
+        put_num(n, "memory_used_max_mib", g->memory_used_max_mib);
+    }
+    json_object_set_new(o, "nvml", n);
+    return o;
+}
+
+/* The GPU figures of the whole run (or of one host when `host` is set). */
+typedef struct {
+    int gpus, sampled, measured, counter, integrated;
+    int64_t events; /* training events of the ranks whose energy was measured */
+    double energy_j, power_w; /* sums */
+    int n_clock;
+    double sm_mean_sum, sm_min, mem_mean_sum, temp_max;
+    int n_memclk, have_temp, have_reasons;
+    unsigned long long reasons;
+    const rank_figures *first_unmeasured;
+} gpu_total;
+
+static gpu_total gpu_totals(const rank_figures *r, int n, const char *host)
+{
+    gpu_total t = {.sm_min = INFINITY, .temp_max = -INFINITY};
+    for (int i = 0; r && i < n; i++) {
+        const rank_figures *x = &r[i];
+        if (!has_gpu(x) || (host && strcmp(x->host, host))) continue;
+        t.gpus++;
+        if (!energy_measured(x) && !t.first_unmeasured) t.first_unmeasured = x;
+        if (!x->gpu.sampled) continue;
+        const gpu_figures *g = &x->gpu;
+        t.sampled++;
+        if (isfinite(g->power_mean_w)) t.power_w += g->power_mean_w;
+        if (energy_measured(x)) {
+            t.measured++;
+            t.energy_j += g->energy_j;
+            t.events += x->events;
+            if (g->energy_counter) t.counter++;
+            else t.integrated++;
+        }
+        if (isfinite(g->sm_clock_mean_mhz)) {
+            t.n_clock++;
+            t.sm_mean_sum += g->sm_clock_mean_mhz;
+            if (g->sm_clock_min_mhz < t.sm_min) t.sm_min = g->sm_clock_min_mhz;
+        }
+        if (isfinite(g->mem_clock_mean_mhz)) t.n_memclk++, t.mem_mean_sum += g->mem_clock_mean_mhz;
+        if (isfinite(g->temperature_max_c)) {
+            t.have_temp = 1;
+            if (g->temperature_max_c > t.temp_max) t.temp_max = g->temperature_max_c;
+        }
+        if (!(g->throttle_reasons & GPUMON_REASONS_UNKNOWN)) t.have_reasons = 1, t.reasons |= g->throttle_reasons;
+    }
+    return t;
+}
+
+static const char *energy_source(const gpu_total *t)
+{
+    return !t->integrated ? "energy counter" : !t->counter ? "integrated power" : "energy counter and integrated power";
+}
+
+/* Why a rank's GPU energy is missing: "rank R (host): note". */
+static void unmeasured_why(const rank_figures *x, char *buf, size_t n)
+{
+    const char *why = x->gpu.note[0] ? x->gpu.note : "NVML was not asked (no monitor started)";
+    snprintf(buf, n, "rank %d (%s): %s", x->rank, x->host, why);
+}
+
+#define FAKE_NVML_NOTE "the CUDA host execution path of the tests: the figures come from the fake NVML of the " \
+                       "tests, not a GPU measurement"
+
+static json_t *gpu_energy_json(const run_summary *s, const gpu_total *t)
+{
+    json_t *o = json_object();
+    char why[400] = "", note[600] = "";
+    if (t->first_unmeasured) unmeasured_why(t->first_unmeasured, why, sizeof why);
+    if (t->measured) {
+        json_object_set_new(o, "joules", json_real(t->energy_j));
+        json_object_set_new(o, "joules_per_event", json_real(t->events > 0 ? t->energy_j / t->events : 0.0));
+        json_object_set_new(o, "gpus_measured", json_integer(t->measured));
+        json_object_set_new(o, "source", json_string(energy_source(t)));
+        json_object_set_new(o, "power_mean_w", json_real(t->power_w));
+        if (t->measured < t->gpus)
+            snprintf(note, sizeof note, "%d of %d GPU(s) measured; %s", t->measured, t->gpus, why);
+    } else {
+        snprintf(note, sizeof note, "not measured: %s", why);
+    }
+    if (s->emulated) {
+        size_t len = strlen(note);
+        snprintf(note + len, sizeof note - len, "%s%s", len ? "; " : "", FAKE_NVML_NOTE);
+    }
+    if (note[0] || !t->measured) json_object_set_new(o, "note", json_string(note));
+    return o;
+}
+
 static json_t *rank_json(const rank_figures *r)
 {
     json_t *o = json_object();
@@ -121,6 +267,7 @@ static json_t *rank_json(const rank_figures *r)
     json_object_set_new(k, "data_wait", json_real(r->data_wait_s));
     json_object_set_new(k, "allreduce_exposed", json_real(r->allreduce_exposed_s));
     json_object_set_new(o, "time_by_kind", k);
+    if (has_gpu(r)) json_object_set_new(o, "gpu", gpu_json(r));
     return o;
 }
 
@@ -166,6 +313,13 @@ static json_t *nodes_json(const rank_figures *r, int n, int *n_nodes, int *max_p
         json_object_set_new(o, "mean_data_wait_time", json_real(wait / ranks));
         json_object_set_new(o, "mean_optimizer_time", json_real(opt / ranks));
         json_object_set_new(o, "peak_memory_mib", json_real(mem));
+        gpu_total g = gpu_totals(r, n, r[i].host);
+        json_object_set_new(o, "gpus", json_integer(g.gpus));
+        if (g.measured) {
+            json_object_set_new(o, "gpu_energy_j", json_real(g.energy_j));
+            json_object_set_new(o, "gpu_energy_per_event_j", json_real(g.events > 0 ? g.energy_j / g.events : 0.0));
+        }
+        if (g.sampled) json_object_set_new(o, "gpu_power_mean_w", json_real(g.power_w));
         json_array_append_new(arr, o);
     }
     *n_nodes = ns;
@@ -212,6 +366,51 @@ static json_t *build_json(void)
 
 static void score_of(const run_summary *s, double *thr, double *epoch_t, char *basis, size_t n);
 
+/* An energy in J, kJ, MJ or GJ. */
+static void energy_text(double j, char *buf, size_t n)
+{
+    static const char *const UNITS[] = {"J", "kJ", "MJ", "GJ"};
+    int u = 0;
+    while (u < 3 && fabs(j) >= 1000.0) j /= 1000.0, u++;
+    snprintf(buf, n, "%.*f %s", u ? 1 : 0, j, UNITS[u]);
+}
+
+/* The closing table's GPU rows: none on a CPU run. */
+static void print_gpu_rows(const run_summary *s)
+{
+    gpu_total t = gpu_totals(s->ranks, s->world_size, NULL);
+    if (!t.gpus) return;
+    const char *fake = s->emulated ? " [fake NVML of the tests: not a GPU measurement]" : "";
+    char why[400] = "";
+    if (t.first_unmeasured) unmeasured_why(t.first_unmeasured, why, sizeof why);
+    if (t.measured) {
+        char e[32], part[480] = "";
+        energy_text(t.energy_j, e, sizeof e);
+        if (t.measured < t.gpus) snprintf(part, sizeof part, "; %d of %d GPU(s) measured, %s", t.measured, t.gpus, why);
+        double per_event = t.events > 0 ? t.energy_j / t.events : 0.0;
+        printf("%-34s %s, %.*f J/training event, %d GPU(s), mean %.0f W in all (NVML %s)%s%s\n", "GPU energy", e,
+               per_event >= 100 ? 0 : per_event >= 10 ? 1 : 2, per_event, t.measured, t.power_w, energy_source(&t), part,
+               fake);
+    } else {
+        printf("%-34s not measured: %s%s\n", "GPU energy", why, fake);
+    }
+    if (t.n_clock || t.have_temp || t.have_reasons) {
+        char line[700] = "", names[400];
+        size_t len = 0;
+        if (t.n_clock)
+            len += snprintf(line + len, sizeof line - len, "SM mean %.0f MHz, min %.0f MHz", t.sm_mean_sum / t.n_clock,
+                            t.sm_min);
+        if (t.n_memclk)
+            len += snprintf(line + len, sizeof line - len, "%smemory %.0f MHz", len ? "; " : "", t.mem_mean_sum / t.n_memclk);
+        if (t.have_temp) len += snprintf(line + len, sizeof line - len, "%smax %.0f C", len ? "; " : "", t.temp_max);
+        if (t.have_reasons) {
+            gpumon_reason_names(t.reasons, names, sizeof names);
+            len += snprintf(line + len, sizeof line - len, "%sthrottle reasons: %s", len ? "; " : "", names);
+        }
+        printf("%-34s %s%s\n", "GPU clocks", line, fake);
+    }
+}
+
 static void print_table(const run_summary *s, int n_nodes)
 {
     printf("\n%-34s %s\n", "mlpfbench result", s->error ? "FAILED" : "ok");
@@ -232,6 +431,7 @@ static void print_table(const run_summary *s, int n_nodes)
     printf("%-34s %s\n", "BLAS", blas);
     printf("%-34s ARCH=%s (built on %s)\n", "binary", cpu_isa_built_arch(), cpu_isa_built_host());
     if (s->emulated) printf("%-34s %s\n", "note", "CUDA host execution path (tests): not a GPU result, no scores");
+    print_gpu_rows(s);
     printf("%-34s %.1f GFLOP/event, %.1f GFLOP/s achieved\n", "compute", s->flops_per_event / 1e9,
            s->achieved_flops / 1e9);
     if (s->error) printf("%-34s %s\n", "error", s->error);
@@ -376,6 +576,9 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(stats, "flops_per_event", json_real(s->flops_per_event));
     json_object_set_new(stats, "flops_per_element", json_real(s->flops_per_element));
     json_object_set_new(stats, "achieved_flops", json_real(s->achieved_flops));
+    gpu_total gt = gpu_totals(s->ranks, s->ranks ? s->world_size : 0, NULL);
+    json_object_set_new(stats, "gpus", json_integer(gt.gpus));
+    if (gt.gpus) json_object_set_new(stats, "gpu_energy", gpu_energy_json(s, &gt));
     json_object_set_new(stats, "per_node", nodes);
     json_object_set_new(stats, "per_rank", per_rank);
     json_object_set_new(stats, "software", software_json());
