@@ -29,6 +29,7 @@
 #include "dataset.h"
 #include "failpoint.h"
 #include "gpu.h"
+#include "gpumon.h"
 #include "gpuplace.h"
 #include "guard.h"
 #include "loader.h"
@@ -515,6 +516,8 @@ typedef struct {
     int gpu_sharers;       /* local ranks on that GPU (1 unless --allow-shared-gpu) */
     gpu_placement place;
     gpu_info gi;
+    gpumon *mon;           /* NVML sampling of this rank's GPU during training */
+    char mon_note[160];    /* why not */
     loader *lt, *lv;
     long long steps_per_epoch, total_steps;
 } run_t;
@@ -522,6 +525,7 @@ typedef struct {
 static void run_free(run_t *r)
 {
     guard_watch(NULL, NULL, NULL, NULL); /* the communicator goes with the backend */
+    if (r->mon) gpumon_stop(r->mon, &fig.gpu);
     loader_free(r->lt);
     loader_free(r->lv);
     grad_allreduce_free(r->ar);
@@ -893,6 +897,7 @@ static long long train_epochs(run_t *r)
                 rank_figures zero = {0};
                 fig = zero;
                 fig.warmup_steps = o->warmup_steps;
+                if (r->mon) gpumon_mark(r->mon); /* energy per event: the same steps */
                 ls_warm = loader_get_stats(r->lt);
                 as_warm = reducer_stats(be, &r->red);
             }
@@ -995,6 +1000,12 @@ static int finish_run(run_t *r)
 {
     fig.rank = g_mpi.rank;
     fig.local_rank = g_mpi.local_rank;
+    if (!strcmp(r->be.device, "cuda")) {
+        fig.gpu_device = r->gpu;
+        snprintf(fig.gpu_name, sizeof fig.gpu_name, "%.95s", r->gi.name);
+        snprintf(fig.gpu_uuid, sizeof fig.gpu_uuid, "%.47s", r->be.gpu_uuid);
+        snprintf(fig.gpu_pci, sizeof fig.gpu_pci, "%.23s", r->be.gpu_pci);
+    }
     fig.threads = r->threads;
     snprintf(fig.host, sizeof fig.host, "%.63s", g_mpi.host);
     snprintf(fig.cpus, sizeof fig.cpus, "%.127s", r->bi.cpus);
@@ -1098,7 +1109,18 @@ int cmd_train(int argc, char **argv)
     summary.val_acc = calloc(o->epochs, sizeof(double));
     summary.val_loss = calloc(o->epochs, sizeof *summary.val_loss);
     print_setup(&r);
+    if (!strcmp(r.be.device, "cuda")) { /* NVML, loaded now: power, energy, clocks of the training window */
+        char err[160];
+        r.mon = gpumon_start(r.gi.pci_bus_id, r.gi.uuid, 10.0, err, sizeof err);
+        if (!r.mon) {
+            snprintf(r.mon_note, sizeof r.mon_note, "%s", err);
+            if (r.root) printf("  GPU power and energy not measured: %s\n", err);
+        }
+    }
     train_epochs(&r);
+    if (r.mon) gpumon_stop(r.mon, &fig.gpu);
+    else snprintf(fig.gpu.note, sizeof fig.gpu.note, "%s", r.mon_note);
+    r.mon = NULL;
     int rc = finish_run(&r);
     run_free(&r);
     return rc;
