@@ -63,7 +63,7 @@ PORTABLE := src/base/rng.c src/model/params.c src/data/generator.c
 LIB_SRC  := $(wildcard src/run/*.c src/cpu/*.c src/data/*.c src/dist/*.c src/model/*.c src/base/*.c) \
             cuda/gpu.c src/commands/cli.c
 APP_SRC  := $(filter-out src/commands/cli.c,$(wildcard src/commands/*.c))
-TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c tests/test_gpumon.c
+TEST_SRC := tests/test_main.c tests/test_model.c tests/test_generator.c tests/test_gpumon.c tests/test_binding.c
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o)

@@ -72,6 +72,14 @@ extern "C" int mlpf_cuda_describe(int dev, gpu_info *out, char *err, size_t n)
     out->cc_minor = p.minor;
     out->multiprocessors = p.multiProcessorCount;
     out->total_mib = p.totalGlobalMem / 1048576.0;
+    const unsigned char *u = (const unsigned char *)p.uuid.bytes;
+    snprintf(out->uuid, sizeof out->uuid,
+             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4],
+             u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    if (cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, dev) != cudaSuccess) {
+        out->pci_bus_id[0] = '\0';
+        (void)cudaGetLastError(); /* not an error of anything that follows */
+    }
     cudaDriverGetVersion(&out->driver_version);
     cudaRuntimeGetVersion(&out->runtime_version);
     size_t fr = 0, tot = 0;

@@ -15,6 +15,8 @@ typedef struct {
     int cc_major, cc_minor, multiprocessors;
     double total_mib, free_mib;
     int driver_version, runtime_version; /* e.g. 13000 for 13.0 */
+    char uuid[64];                       /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi -L writes it */
+    char pci_bus_id[32];                 /* "0000:17:00.0" (cudaDeviceGetPCIBusId); empty when unknown */
 } gpu_info;
 
 /* Devices visible to this process (CUDA_VISIBLE_DEVICES applies); -1 with the

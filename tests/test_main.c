@@ -5,12 +5,14 @@
 Suite *model_suite(void);
 Suite *generator_suite(void);
 Suite *gpumon_suite(void);
+Suite *binding_suite(void);
 
 int main(void)
 {
     SRunner *sr = srunner_create(model_suite());
     srunner_add_suite(sr, generator_suite());
     srunner_add_suite(sr, gpumon_suite());
+    srunner_add_suite(sr, binding_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -705,6 +705,13 @@ static void test_discovery()
 #endif
     for (const char *p : {"fp32", "tf32", "bf16"}) ok = ok && mlpf_cuda_gemm_rate(0, p, 96, 64, 48, 0.02, err, sizeof err) > 0;
     check(ok, "device discovery and the gemm-bench rate entry points run (fp32, tf32, bf16) %s", err);
+    // the identity the GPU placement compares across ranks and looks up in hwloc
+    unsigned dom = 0, bus = 0, dev = 0, fn = 0;
+    char tail = 0;
+    bool id_ok = strlen(g.uuid) == 40 && !strncmp(g.uuid, "GPU-", 4) && g.uuid[12] == '-' && g.uuid[17] == '-' &&
+                 g.uuid[22] == '-' && g.uuid[27] == '-' &&
+                 sscanf(g.pci_bus_id, "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &tail) == 4;
+    check(id_ok, "describe gives the UUID (%s) and PCI bus id (%s)", g.uuid, g.pci_bus_id);
 }
 
 int main(int argc, char **argv)
