@@ -97,7 +97,45 @@ else bad "gemm-bench --device cuda: exit $rc: $out"; fi
 out=$("$bin" info 2>&1)
 grep -qE "^(GPUs: none usable: .+|GPU 0: .+ MiB .+ driver [0-9.]+, runtime [0-9.]+)$" <<<"$out" \
     && ok "info: GPUs listed or the reason there are none" || bad "info: no GPU line: $out"
+grep -qE "^GPU binding plan( for [0-9]+ rank\(s\) per node on [0-9]+ GPU\(s\), .+|: no GPU .+)$" <<<"$out" \
+    && ok "info: the GPU binding plan, or that there is no GPU" || bad "info: no GPU plan line: $out"
 expect 2 "--precision must be fp32, tf32 or bf16" -- "$bin" gemm-bench --device cuda --precision fp16
+
+# info --topology: the GPU-to-cores plan of another machine, the 8-GPU node of
+# tests/fixtures/gpu_topology.py (2 packages x 16 cores, GPUs 0-3 under package 0)
+fx=$lib_root/tests/fixtures/gpu-node-2x16-8gpu.xml
+bus=(1b 43 52 61 9d c3 d1 df)
+/usr/bin/python3 "$lib_root/tests/fixtures/gpu_topology.py" | cmp -s - "$fx" \
+    && ok "tests/fixtures/gpu_topology.py writes the committed $(basename "$fx")" \
+    || bad "$fx differs from what tests/fixtures/gpu_topology.py writes: regenerate it"
+gpu_plan() { # OUT RANKS CORES-PER-RANK: the expected line of each rank r on GPU r % 8
+    local out=$1 n=$2 per=$3 r g p place first line missing=""
+    for ((r = 0; r < n; r++)); do
+        g=$((r % 8)); p=$((g / 4)); place=$(( (r / 8) * 4 + g % 4 )); first=$((16 * p + per * place))
+        line="  GPU $g \\(0000:${bus[g]}:00\\.0, NVIDIA [^)]+\\) -> local rank $r: cores $first-$((first + per - 1)) \\(package $p\\), $per thread\\(s\\)"
+        grep -qE "^$line( \\(GPU shared: --allow-shared-gpu\\))?$" <<<"$out" || missing+=" rank $r"
+    done
+    [[ -z $missing && $(grep -c "^  GPU [0-9]* (.*) -> local rank" <<<"$out") -eq $n ]] || { echo "missing:$missing"; return 1; }
+}
+out=$("$bin" info --topology "$fx" --ranks-per-node 8 2>&1); rc=$?
+if [[ $rc -eq 0 ]] && gpu_plan "$out" 8 4 && grep -q "^topology: 2 package(s), 2 NUMA node(s), 32 core(s), 32 hardware thread(s), from " <<<"$out" \
+    && grep -q "^  local rank 7: cores 28-31, 4 thread(s)$" <<<"$out" && ! grep -q "^BLAS" <<<"$out"; then
+    ok "info --topology (2x16 cores, 8 GPUs) --ranks-per-node 8: each GPU's rank on 4 cores of its package"
+else bad "info --topology $fx --ranks-per-node 8: exit $rc: $out"; fi
+out=$("$bin" info --topology "$fx" 2>&1); rc=$?
+[[ $rc -eq 0 ]] && gpu_plan "$out" 8 4 && ok "info --topology: one rank per GPU by default" \
+    || bad "info --topology $fx: exit $rc: $out"
+out=$("$bin" info --topology "$fx" --ranks-per-node 16 2>&1); rc=$?
+if [[ $rc -eq 0 ]] && gpu_plan "$out" 16 2 && [[ $(grep -c "(GPU shared: --allow-shared-gpu)$" <<<"$out") -eq 16 ]]; then
+    ok "info --topology --ranks-per-node 16: two ranks per GPU, 2 cores each, shared GPUs said"
+else bad "info --topology $fx --ranks-per-node 16: exit $rc: $out"; fi
+expect 1 "^mlpfbench: info: cannot open the topology .*no-such-topology.xml: No such file or directory" -- \
+    "$bin" info --topology "$tmp/no-such-topology.xml"
+head -c 3000 "$fx" >"$tmp/cut.xml"
+expect 1 "^mlpfbench: info: .*cut.xml is not a valid hwloc XML topology" -- "$bin" info --topology "$tmp/cut.xml"
+printf 'GPU 0 -> cores 0-3\n' >"$tmp/text.xml"
+expect 1 "^mlpfbench: info: .*text.xml is not a valid hwloc XML topology" -- "$bin" info --topology "$tmp/text.xml"
+expect 2 "--topology needs an hwloc XML file" -- "$bin" info --topology
 
 # unreadable paths
 chmod 000 "$tmp/ds/manifest.json" 2>/dev/null
