@@ -41,6 +41,7 @@ typedef struct {
     long long batch_per_rank, train_events, valid_events, steps_per_epoch, seed;
     int64_t n_params;
     double bucket_mib;
+    const char *allreduce; /* the gradient transport: "mpi" (host), "nccl", "mpi, staged through pinned host memory" */
     /* the backend: what computes (the GPU's name, UUID and PCI bus id), and
      * whether it is the CUDA host execution path of the tests */
     const char *device_description, *gpu_uuid, *gpu_pci;

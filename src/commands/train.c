@@ -622,13 +622,17 @@ static int choose_device(run_t *r)
     int rc = node_pci ? binding_setup_gpu(g_mpi.local_rank, g_mpi.local_size, (const char *const *)node_pci, apply, &r->bi)
                       : binding_setup(g_mpi.local_rank, g_mpi.local_size, apply, &r->bi);
     free(pci);
-    free(node_pci);
-    if (mpictx_any(rc != 0)) return 1;
+    if (mpictx_any(rc != 0)) {
+        free(node_pci);
+        return 1;
+    }
     r->threads = (int)r->o.threads;
     if (r->threads <= 0) {
-        r->threads = r->bi.bound ? r->bi.n_bound_cores : r->bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
+        r->threads = r->bi.bound || node_pci ? r->bi.n_bound_cores
+                                             : r->bi.n_cores / (g_mpi.local_size > 0 ? g_mpi.local_size : 1);
         if (r->threads < 1) r->threads = 1;
     }
+    free(node_pci);
     omp_set_num_threads(r->threads);
     openblas_set_num_threads(r->threads);
     summary.threads_per_rank = r->threads;
@@ -1108,6 +1112,7 @@ int cmd_train(int argc, char **argv)
     summary.throughput = calloc(o->epochs, sizeof(double));
     summary.val_acc = calloc(o->epochs, sizeof(double));
     summary.val_loss = calloc(o->epochs, sizeof *summary.val_loss);
+    summary.allreduce = r.transport;
     print_setup(&r);
     if (!strcmp(r.be.device, "cuda")) { /* NVML, loaded now: power, energy, clocks of the training window */
         char err[160];

@@ -573,6 +573,7 @@ int report_write(const char *dir, const run_summary *s, int table)
     json_object_set_new(stats, "data", json_string(s->data_dir ? s->data_dir : ""));
     json_object_set_new(stats, "bind", json_string(s->bind ? s->bind : ""));
     json_object_set_new(stats, "allreduce_bucket_mib", json_real(s->bucket_mib));
+    if (s->allreduce) json_object_set_new(stats, "allreduce_transport", json_string(s->allreduce));
     json_object_set_new(stats, "flops_per_event", json_real(s->flops_per_event));
     json_object_set_new(stats, "flops_per_element", json_real(s->flops_per_element));
     json_object_set_new(stats, "achieved_flops", json_real(s->achieved_flops));
