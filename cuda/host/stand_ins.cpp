@@ -1507,9 +1507,10 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 // rank runs its buckets in the same order, as NCCL requires). Non-blocking
 // communicators answer ncclInProgress once, so the caller's polling runs.
 // MLPF_HOST_NCCL_ERROR_AT=K (with MLPF_HOST_NCCL_ERROR_RANK=R, default 0):
-// the K-th all-reduce of rank R fails asynchronously (ncclRemoteError), as
-// when a peer dies, and does not run; MLPF_HOST_NCCL_STALL_AT=K: it never
-// ends (a stuck peer), until ncclCommAbort frees it as it frees a kernel.
+// when the K-th all-reduce of rank R runs, the communicator fails
+// asynchronously (ncclRemoteError, as when a peer dies) and the operation
+// waits, as a kernel waiting for that peer does, until ncclCommAbort frees
+// it; MLPF_HOST_NCCL_STALL_AT=K: it waits so without an error (a stuck peer).
 #include <mpi.h>
 #include <nccl.h>
 
@@ -1613,18 +1614,15 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     if (comm->state.load() != ncclSuccess && comm->state.load() != ncclInProgress) return (ncclResult_t)comm->state.load();
     ++comm->calls;
     const bool stall = comm->stall_at > 0 && comm->calls == comm->stall_at;
-    if (comm->fail_at > 0 && comm->calls >= comm->fail_at) {
-        fprintf(stderr, "mlpf-host: ncclAllReduce %ld of rank %d: failing as asked (MLPF_HOST_NCCL_ERROR_AT)\n",
-                comm->calls, comm->rank);
-        comm->state = ncclRemoteError;
-        return comm->blocking ? ncclRemoteError : ncclSuccess;
-    }
+    const bool fail = comm->fail_at > 0 && comm->calls == comm->fail_at;
     // through a host copy: MPI's shared-memory transport may read a peer's
     // buffer from the kernel, which the device memory's protection would refuse
     enqueue(resolve(stream), [=] {
-        if (stall) {
-            fprintf(stderr, "mlpf-host: ncclAllReduce %ld of rank %d: stalling as asked (MLPF_HOST_NCCL_STALL_AT)\n",
-                    comm->stall_at, comm->rank);
+        if (stall || fail) {
+            fprintf(stderr, "mlpf-host: ncclAllReduce %ld of rank %d: %s as asked (MLPF_HOST_NCCL_%s_AT)\n",
+                    stall ? comm->stall_at : comm->fail_at, comm->rank, stall ? "stalling" : "failing",
+                    stall ? "STALL" : "ERROR");
+            if (fail) comm->state = ncclRemoteError;
             while (!comm->aborted) usleep(1000);
         }
         if (comm->aborted) return;

@@ -991,7 +991,7 @@ static long long train_epochs(run_t *r)
                    "step, %.3f s exposed (%.0f%% hidden), busbw %.2f GB/s\n", r->transport,
                    (long long)as.steps, (long long)(as.buckets / as.steps), o->bucket_mb,
                    as.total_s / as.steps, as.exposed_s / as.steps,
-                   as.total_s > 0 ? 100.0 * (1.0 - as.exposed_s / as.total_s) : 0.0,
+                   as.total_s > 0 && as.exposed_s < as.total_s ? 100.0 * (1.0 - as.exposed_s / as.total_s) : 0.0,
                    allreduce_busbw((double)as.bytes, as.total_s, g_mpi.size) / 1e9);
     }
     free(ids);
