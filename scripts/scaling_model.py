@@ -38,7 +38,14 @@ Model (docs/scaling-model.md has the derivation and the assumptions):
   Each step also waits for --step-reductions tiny MPI all-reduces (8 bytes,
   recursive doubling): ceil(log2 G) m_intra + ceil(log2 N) m_inter each.
 
-  t_step(P) = forward + backward + optimizer + other + exposed + reductions
+  Ranks wait for the slowest at every step: each rank's forward and backward
+  vary from step to step with its events (coefficient of variation
+  cv = --event-cv / sqrt(batch)), and the step takes the expected maximum over
+  P ranks, (1 + cv x z_P) times the mean, z_P the expected largest of P
+  standard normal draws (z_1 = 0, z_2 = 0.564, z_8 = 1.424, z_128 = 2.595).
+
+  t_step(P) = (forward + backward)(1 + cv z_P) + optimizer + other + exposed
+              + reductions
   efficiency = t_step(1 GPU) / t_step(P)      events/s = P x batch / t_step(P)
 
 Exit status: 0 when the table is printed (whether or not the goal holds);
@@ -67,6 +74,8 @@ ASSUMED = {
     "step_reductions": (2, "mlpfbench train: the batch-size and event-count reductions of every step"),
     "mpi_intra_us": (0.5, "assumed: MPI small-message latency through shared memory"),
     "mpi_inter_us": (2.0, "assumed: MPI small-message latency over InfiniBand"),
+    "event_cv": (0.08, "assumed: compute per event proportional to its elements, whose spread in "
+                       "mlpfbench generate's data is 400 of 5000 (sd/mean 0.08)"),
 }
 
 
@@ -189,8 +198,9 @@ def parse_bench(path):
 
 def fit_bench(path, ranks_flag, what):
     """(bandwidth GB/s, small-message time us, ranks) of a bench table: the
-    time of the smallest size, and the bus bandwidth of the largest with that
-    time taken off."""
+    shortest time of the three smallest sizes (the first line is often a
+    warm-up outlier), and the bus bandwidth of the largest size with that time
+    taken off."""
     rows, ranks = parse_bench(path)
     if ranks_flag:
         ranks = ranks_flag
@@ -198,7 +208,8 @@ def fit_bench(path, ranks_flag, what):
         raise ModelError(f"{path}: the table does not say how many ranks ran it: give --{what}-bench-ranks")
     if ranks < 2:
         raise ModelError(f"{path}: {ranks} rank: an all-reduce over one rank says nothing about the links")
-    (s0, t0), (s1, t1) = rows[0], rows[-1]
+    s0, t0 = min(rows[:3], key=lambda r: r[1])
+    s1, t1 = rows[-1]
     if t1 <= t0:
         raise ModelError(f"{path}: the largest size ({s1} bytes, {t1} us) is not slower than the smallest "
                          f"({s0} bytes, {t0} us): no bandwidth to read")
@@ -278,10 +289,10 @@ def resolve(a):
     if a.intra_bench:
         bw, t0, ranks = fit_bench(a.intra_bench, a.intra_bench_ranks, "intra")
         src = f"measured: {a.intra_bench} ({ranks} ranks on one node)"
-        inp.set("intra_busbw", bw, src + ", largest size less the smallest size's time")
+        inp.set("intra_busbw", bw, src + ", largest size less the small-size time")
         base = a.base_latency_us if a.base_latency_us is not None else ASSUMED["base_latency_us"][0]
         step = max(0.0, (t0 - base) / (2 * (ranks - 1)))
-        inp.set("intra_step_us", step, src + f": ({t0:g} us at the smallest size - base) / 2(P-1)")
+        inp.set("intra_step_us", step, src + f": ({t0:g} us, the fastest small size, - base) / 2(P-1)")
         if t0 < base:
             print(f"{PROG}: warning: {a.intra_bench}: the smallest all-reduce ({t0:g} us) is faster than the base "
                   f"latency {base:g} us: intra-node step latency set to 0", file=sys.stderr)
@@ -293,7 +304,7 @@ def resolve(a):
         if ranks % n:
             raise ModelError(f"{a.inter_bench}: {ranks} ranks do not spread evenly over {n} nodes")
         src = f"measured: {a.inter_bench} ({ranks} ranks on {n} nodes)"
-        inp.set("inter_busbw", bw, src + ", largest size less the smallest size's time")
+        inp.set("inter_busbw", bw, src + ", largest size less the small-size time")
         base = a.base_latency_us if a.base_latency_us is not None else ASSUMED["base_latency_us"][0]
         intra = a.intra_step_us if a.intra_step_us is not None else \
             inp.v.get("intra_step_us", ASSUMED["intra_step_us"][0])
@@ -304,7 +315,7 @@ def resolve(a):
         inp.set("inter_step_us", max(0.0, step),
                 src + f": ({t0:g} us - base - 2(P-N) x intra step) / 2(N-1)")
     for name in ("intra_busbw", "inter_busbw", "base_latency_us", "intra_step_us", "inter_step_us",
-                 "step_reductions", "mpi_intra_us", "mpi_inter_us"):
+                 "step_reductions", "mpi_intra_us", "mpi_inter_us", "event_cv"):
         val = getattr(a, name)
         if val is not None:
             positive("--" + name.replace("_", "-"), val, allow_zero=name != "intra_busbw" and name != "inter_busbw")
@@ -350,6 +361,28 @@ def allreduce_time(s, nodes, inp, algo):
     return ring if ring[0] <= tree[0] else tree
 
 
+_Z = {}
+
+
+def expected_max_normal(p):
+    """E[max of p independent standard normal draws], by integrating
+    x p phi(x) Phi(x)^(p-1) over [-12, 12] (Simpson, 24001 points)."""
+    if p <= 1:
+        return 0.0
+    if p not in _Z:
+        n, lo, hi = 24000, -12.0, 12.0
+        h = (hi - lo) / n
+        acc = 0.0
+        for i in range(n + 1):
+            x = lo + i * h
+            phi = math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            cdf = 0.5 * (1 + math.erf(x / math.sqrt(2)))
+            w = 1 if i in (0, n) else 4 if i % 2 else 2
+            acc += w * x * p * phi * cdf ** (p - 1)
+        _Z[p] = acc * h / 3
+    return _Z[p]
+
+
 def small_reduction_time(nodes, inp):
     """One 8-byte MPI all-reduce by recursive doubling: the steps inside a node,
     then those between nodes (ranks are numbered node by node)."""
@@ -364,8 +397,11 @@ def predict(nodes, inp, algo="best", overlap="linear"):
     """The row of the table for `nodes` nodes."""
     g = int(inp["gpus_per_node"])
     p = g * nodes
-    t_b = inp["backward"]
-    compute = inp["forward"] + t_b + inp["optimizer"] + inp["other"]
+    mean_compute = inp["forward"] + inp["backward"] + inp["optimizer"] + inp["other"]
+    # the slowest of p ranks: forward and backward stretched by 1 + cv z_p
+    stretch = 1.0 + inp["event_cv"] / math.sqrt(inp["batch"]) * expected_max_normal(p)
+    t_b = inp["backward"] * stretch
+    compute = (inp["forward"] + inp["backward"]) * stretch + inp["optimizer"] + inp["other"]
     sizes = buckets(inp["params"], inp["bucket_mib"])
     total = sum(sizes)
     done, c, busy, per_bucket, algos = 0, 0.0, 0.0, [], set()
@@ -382,8 +418,9 @@ def predict(nodes, inp, algo="best", overlap="linear"):
     reductions = inp["step_reductions"] * small_reduction_time(nodes, inp)
     step = compute + exposed + reductions
     return {"nodes": nodes, "gpus": p, "allreduce_per_step_s": busy, "exposed_s": exposed,
-            "reductions_s": reductions, "step_s": step, "compute_s": compute,
-            "efficiency": compute / step, "events_per_s": p * inp["batch"] / step,
+            "reductions_s": reductions, "step_s": step, "compute_s": mean_compute,
+            "slowest_compute_s": compute, "imbalance": stretch - 1.0,
+            "efficiency": mean_compute / step, "events_per_s": p * inp["batch"] / step,
             "algorithm": "/".join(sorted(algos - {"-"})) or "-", "buckets": per_bucket}
 
 
@@ -421,6 +458,7 @@ SENSITIVITY = [("per-step compute / 2", {"compute": 0.5}),
                ("NVLink step latency x 2", {"intra_step_us": 2.0}),
                ("base latency x 2", {"base_latency_us": 2.0}),
                ("MPI latencies x 2", {"mpi_intra_us": 2.0, "mpi_inter_us": 2.0}),
+               ("event-size spread x 2", {"event_cv": 2.0}),
                ("gradient bytes x 2", {"params": 2.0}),
                ("bucket size x 4", {"bucket_mib": 4.0}),
                ("bucket size / 4", {"bucket_mib": 0.25})]
@@ -458,19 +496,22 @@ def report(inp, rows, a, goal_nodes):
             ("inter_step_us", "latency per network step", lambda v: f"{v:.4g} us"),
             ("step_reductions", "small all-reduces per step", lambda v: f"{int(v)}"),
             ("mpi_intra_us", "MPI latency per step in a node", lambda v: f"{v:.4g} us"),
-            ("mpi_inter_us", "MPI latency per network step", lambda v: f"{v:.4g} us")]
+            ("mpi_inter_us", "MPI latency per network step", lambda v: f"{v:.4g} us"),
+            ("event_cv", "spread of one event's compute (sd/mean)", lambda v: f"{v:.4g} "
+             f"(per step {v / math.sqrt(inp['batch']):.4g})")]
     for key, label, f in show:
         out.append(f"| {label} | {f(inp[key])} | {inp.origin[key]} |")
     out.append("")
-    out.append("| nodes | GPUs | all-reduce per step (ms) | exposed (ms) | step (ms) | efficiency "
-               "| events/s | algorithm |")
-    out.append("|------:|-----:|------:|------:|------:|------:|------:|:---|")
+    out.append("| nodes | GPUs | slowest rank | all-reduce per step (ms) | exposed (ms) | step (ms) "
+               "| efficiency | events/s | algorithm |")
+    out.append("|------:|-----:|------:|------:|------:|------:|------:|------:|:---|")
     base = predict(1, scaled(inp), a.algo, a.overlap)
     one = {"nodes": "-", "gpus": 1}
-    out.append(f"| {one['nodes']} | 1 | 0.000 | 0.000 | {ms(base['compute_s'])} | 100.0% "
+    out.append(f"| {one['nodes']} | 1 | +0.0% | 0.000 | 0.000 | {ms(base['compute_s'])} | 100.0% "
                f"| {inp['batch'] / base['compute_s']:.1f} | - |")
     for r in rows:
-        out.append(f"| {r['nodes']} | {r['gpus']} | {ms(r['allreduce_per_step_s'])} | {ms(r['exposed_s'])} "
+        out.append(f"| {r['nodes']} | {r['gpus']} | +{100 * r['imbalance']:.1f}% "
+                   f"| {ms(r['allreduce_per_step_s'])} | {ms(r['exposed_s'])} "
                    f"| {ms(r['step_s'])} | {100 * r['efficiency']:.1f}% | {r['events_per_s']:.1f} "
                    f"| {r['algorithm']} |")
     out.append("")
@@ -497,7 +538,9 @@ def report(inp, rows, a, goal_nodes):
         ref = predict(goal_nodes, inp, a.algo, a.overlap)
         be = break_even_compute(goal_nodes, inp, goal, a.algo, a.overlap)
         out.append("")
-        out.append(f"At {goal_nodes} node(s): {ms(ref['exposed_s'])} ms exposed of "
+        out.append(f"At {goal_nodes} node(s): the slowest of {ref['gpus']} ranks computes "
+                   f"{100 * ref['imbalance']:.1f}% longer than the mean; "
+                   f"{ms(ref['exposed_s'])} ms exposed of "
                    f"{ms(ref['allreduce_per_step_s'])} ms all-reduce per step, "
                    f"{ms(ref['reductions_s'])} ms in the small reductions; the last bucket alone takes "
                    f"{ms(ref['buckets'][-1]['time_s'])} ms "
@@ -556,6 +599,8 @@ def main(argv):
     ap.add_argument("--step-reductions", type=float, help="tiny MPI all-reduces every step waits for (default 2)")
     ap.add_argument("--mpi-intra-us", type=float, help="MPI small-message latency in a node, us (default 0.5)")
     ap.add_argument("--mpi-inter-us", type=float, help="MPI small-message latency between nodes, us (default 2)")
+    ap.add_argument("--event-cv", type=float, help="sd/mean of one event's compute time (default 0.08: the "
+                    "element-count spread of generated data); 0: every rank equally fast")
     ap.add_argument("--algo", choices=("best", "ring", "tree"), default="best",
                     help="all-reduce algorithm per bucket (default best: the faster of ring and tree)")
     ap.add_argument("--overlap", choices=("linear", "none"), default="linear",

@@ -6,7 +6,8 @@
 # Round numbers: 8 GPUs per node, a gradient of 1e6 floats (4e6 bytes) in
 # buckets of 1e6 bytes (0.95367431640625 MiB exactly) = 4 buckets; latencies 0
 # unless a case sets them; intra-node busbw 1.75 GB/s, so one bucket on one
-# node takes 2 x 7/8 x 1e6 / 1.75e9 = 1 ms; forward 4 ms, backward 8 ms.
+# node takes 2 x 7/8 x 1e6 / 1.75e9 = 1 ms; forward 4 ms, backward 8 ms; every
+# rank equally fast (--event-cv 0) unless a case sets a spread.
 #
 #   tests/test_scaling_model.sh BUILD_DIR
 set -uo pipefail
@@ -22,7 +23,7 @@ bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 round=(--params 1000000 --bucket-mib 0.95367431640625 --gpus-per-node 8 --batch-size 4
        --forward-ms 4 --backward-ms 8 --intra-busbw 1.75 --inter-busbw 0.9375
-       --base-latency-us 0 --intra-step-us 0 --inter-step-us 0 --step-reductions 0)
+       --base-latency-us 0 --intra-step-us 0 --inter-step-us 0 --step-reductions 0 --event-cv 0)
 
 # run NAME ARGS...: the model with --json $tmp/NAME.json; output in $tmp/NAME.out
 run() {
@@ -133,6 +134,23 @@ if run r9 "${round[@]}" --nodes 4 --step-reductions 2 --mpi-intra-us 0.5 --mpi-i
     ok "2 small reductions per step at 4 x 8: 2 x (3 x 0.5 + 2 x 2) us = 11 us, added to the step"
 else bad "small reductions: $err"; fi
 
+# --- the slowest rank -------------------------------------------------------------
+# no communication to speak of (1 parameter, 1e6 GB/s); event spread 0.1:
+# 2 GPUs, batch 1: the slower of 2 is 1 + 0.1 x E[max of 2 normals] = 1 + 0.1/sqrt(pi)
+#   = 1.0564190 times the mean: efficiency 1/1.0564190 = 0.946594
+# 8 GPUs, batch 4: per step 0.1/2 = 0.05; E[max of 8] = 1.4236003: 1.0711800
+free=(--params 1 --intra-busbw 1e6 --inter-busbw 1e6 --forward-ms 4 --backward-ms 8 --nodes 1
+      --base-latency-us 0 --intra-step-us 0 --inter-step-us 0 --step-reductions 0 --event-cv 0.1)
+if run i1 "${free[@]}" --gpus-per-node 2 --batch-size 1 && run i8 "${free[@]}" --gpus-per-node 8 --batch-size 4 \
+   && run i0 "${free[@]}" --gpus-per-node 1 --batch-size 1 \
+   && err=$(check "$(J i1)" 'abs(row(1)["imbalance"] - 0.1 / 3.141592653589793 ** 0.5) < 1e-9' \
+                  'abs(row(1)["efficiency"] - 1 / 1.0564189584) < 1e-9' 2>&1) \
+   && err=$(check "$(J i8)" 'abs(row(1)["imbalance"] - 0.05 * 1.4236003060) < 1e-9' \
+                  'abs(row(1)["step_s"] - 0.012 * 1.0711800153) < 1e-10' 2>&1) \
+   && err=$(check "$(J i0)" 'row(1)["imbalance"] == 0' 'near(row(1)["efficiency"], 1)' 2>&1); then
+    ok "slowest rank: +5.64% for 2 GPUs (batch 1, spread 0.1), +7.12% for 8 (batch 4), none for 1 GPU"
+else bad "slowest rank: $err"; fi
+
 # --- the default table (assumed H200 + NDR figures) ---------------------------
 if run d "${round[@]:0:8}" --forward-ms 4 --backward-ms 8 \
    && err=$(check "$(J d)" '[r["nodes"] for r in j["rows"]] == [1, 2, 4, 8, 16, 32, 64]' \
@@ -140,7 +158,7 @@ if run d "${round[@]:0:8}" --forward-ms 4 --backward-ms 8 \
                   'all(a["efficiency"] >= b["efficiency"] for a, b in zip(j["rows"], j["rows"][1:]))' \
                   'j["inputs"]["intra_busbw"]["source"].startswith("assumed")' 2>&1) \
    && grep -q '^| 16 | 128 | ' "$tmp/d.out" && grep -q '^Goal (90% weak-scaling efficiency up to 16 nodes): ' "$tmp/d.out" \
-   && grep -q '^Dominant input at 16 node(s): ' "$tmp/d.out" && grep -q '^| nodes | GPUs | all-reduce per step (ms) | exposed (ms) |' "$tmp/d.out"
+   && grep -q '^Dominant input at 16 node(s): ' "$tmp/d.out" && grep -q '^| nodes | GPUs | slowest rank | all-reduce per step (ms) | exposed (ms) |' "$tmp/d.out"
 then ok "default: 8 GPUs x 1..64 nodes, efficiency never rises, the goal verdict and the dominant input printed"
 else bad "default table: ${err:-} $(cat "$tmp/d.out")"; fi
 # a goal that fails says so
@@ -179,13 +197,15 @@ then ok "real 2-rank tiny summary: per-step forward/backward/optimizer/other, 28
 else bad "real summary: $(tail -3 "$tmp/train.log") $(cat "$tmp/s.out" 2>/dev/null)"; fi
 
 # --- allreduce-bench tables -------------------------------------------------------
-# hand-written, 8 ranks on a node: 24 us at 8 bytes with base 10 -> (24-10)/(2x7)
+# hand-written, 8 ranks on a node: a first line of 60 us (a warm-up outlier: the
+# fastest of the three smallest sizes counts), 24 us at 8 bytes with base 10 -> (24-10)/(2x7)
 # = 1 us per step; 1e8 bytes in 1024 us -> 1e8 x 2 x 7/8 / (1024-24) us = 175 GB/s.
 # 2 nodes x 8: 48 us -> (48 - 10 - 2 x 14 x 1) / 2 = 5 us per network step;
 # 1e8 bytes in 3798 us -> 1e8 x 2 x 15/16 / 3750 us = 50 GB/s.
 cat >"$tmp/intra.txt" <<'EOF'
 # mlpfbench allreduce-bench: 8 rank(s), bucket 4 MiB, 20 iterations
 #         size        count   type  redop     time(us)      algbw      busbw   #wrong
+             4            1  float    sum        60.00      0.000      0.000        0
              8            2  float    sum        24.00      0.000      0.000        0
        1048576       262144  float    sum        34.00     30.840     53.970        0
      100000000     25000000  float    sum      1024.00     97.656    170.898        0
@@ -218,7 +238,7 @@ if run b --forward-ms 4 --backward-ms 8 --params 1000000 --base-latency-us 10 \
                   'near(j["inputs"]["intra_step_us"]["value"], 1)' 'near(j["inputs"]["inter_busbw"]["value"], 50)' \
                   'near(j["inputs"]["inter_step_us"]["value"], 5)' \
                   'j["inputs"]["inter_busbw"]["source"].startswith("measured: ")' 2>&1); then
-    ok "bench tables (allreduce-bench; nccl-tests with 16 rank lines and a root column): 175 and 50 GB/s, 1 and 5 us per step"
+    ok "bench tables (allreduce-bench with a slow first line; nccl-tests with 16 rank lines and a root column): 175 and 50 GB/s, 1 and 5 us per step"
 else bad "bench tables: ${err:-} $(cat "$tmp/b.out")"; fi
 # a real table from this machine's allreduce-bench (2 CPU ranks, MPI)
 if timeout 120 mpirun --oversubscribe -np 2 "$bin" allreduce-bench --max-bytes 1048576 --iters 3 >"$tmp/real.txt" 2>&1 \
