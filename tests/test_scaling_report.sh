@@ -255,22 +255,28 @@ d = json.load(open(path))
 st = d["report"]["wl-stats"]
 st["device"], st["GPU"], st["gpus"] = "cuda", "NVIDIA H200", st["world_size"]
 events = sum(r["events"] for r in st["per_rank"])
+measured = not energy.startswith("note:")
+jpe = float(energy) if measured else None
 for r in st["per_rank"]:
     r["gpu"] = {"device": r["local_rank"], "name": "NVIDIA H200",
                 "uuid": f"GPU-0000-{r['rank']:04d}", "pci_bus_id": f"00000000:{0x18 + r['local_rank']:02X}:00.0"}
-if energy.startswith("note:"):
-    st["gpu_energy"] = {"note": energy[5:]}
+    if measured:
+        r["gpu"]["nvml"] = {"sampled": True, "note": "", "samples": 100, "seconds": 10.0,
+                            "energy_j": jpe * r["events"], "energy_source": "energy counter",
+                            "energy_per_event_j": jpe, "power_mean_w": 600.0}
+    else:
+        r["gpu"]["nvml"] = {"sampled": False, "note": energy[5:]}
+if measured:
+    st["gpu_energy"] = {"joules": jpe * events, "joules_per_event": jpe, "gpus_measured": st["gpus"],
+                        "source": "energy counter", "power_mean_w": 600.0 * st["gpus"]}
 else:
-    jpe = float(energy)
-    st["gpu_energy"] = {"joules": jpe * events, "joules_per_event": jpe,
-                        "gpus_measured": st["gpus"], "source": "nvml total energy counter"}
-    for r in st["per_rank"]:
-        r["gpu"]["nvml"] = {"energy_j": jpe * r["events"], "energy_per_event_j": jpe, "power_mean_w": 600.0}
+    st["gpu_energy"] = {"note": energy[5:]}
 for n in st["per_node"]:
     n["gpus"] = len(n["ranks"])
-    if not energy.startswith("note:"):
+    if measured:
         n["gpu_energy_j"] = jpe * n["events"]
         n["gpu_energy_per_event_j"] = jpe
+        n["gpu_power_mean_w"] = 600.0 * n["gpus"]
 json.dump(d, open(path, "w"), indent=2)
 PY
 }
@@ -291,17 +297,21 @@ for where, o in (("wl-stats", st), ("per_rank[]", rank), ("per_node[]", node)):
 num = {"type": "number", "minimum": 0}
 count = {"type": "integer", "minimum": 0}
 st["properties"].setdefault("gpus", count)
-st["properties"].setdefault("gpu_energy", {"type": "object", "properties": {
-    "joules": num, "joules_per_event": num, "gpus_measured": count,
-    "source": {"type": "string"}, "note": {"type": "string"}}})
+st["properties"].setdefault("gpu_energy", {"type": "object", "additionalProperties": False, "properties": {
+    "joules": num, "joules_per_event": num, "gpus_measured": count, "power_mean_w": num,
+    "source": {"enum": ["energy counter", "integrated power", "energy counter and integrated power"]},
+    "note": {"type": "string", "minLength": 1}}})
+nvml = {"type": "object", "required": ["sampled", "note"],
+        "properties": {"sampled": {"type": "boolean"}, "note": {"type": "string"}, "samples": count,
+                       "seconds": num, "energy_j": num, "energy_per_event_j": num, "power_mean_w": num,
+                       "energy_source": {"enum": ["energy counter", "integrated power"]}}}
 rank.setdefault("properties", {}).setdefault("gpu", {"type": "object",
-    "required": ["device", "name", "uuid", "pci_bus_id"],
+    "required": ["device", "name", "uuid", "pci_bus_id", "nvml"],
     "properties": {"device": count, "name": {"type": "string"}, "uuid": {"type": "string"},
-                   "pci_bus_id": {"type": "string"},
-                   "nvml": {"type": "object", "properties": {"energy_j": num, "energy_per_event_j": num,
-                                                             "power_mean_w": num}}}})
+                   "pci_bus_id": {"type": "string"}, "nvml": nvml}})
 node.setdefault("properties", {})
-for k, v in (("gpus", count), ("gpu_energy_j", num), ("gpu_energy_per_event_j", num)):
+for k, v in (("gpus", count), ("gpu_energy_j", num), ("gpu_energy_per_event_j", num),
+             ("gpu_power_mean_w", num)):
     node["properties"].setdefault(k, v)
 for p in sys.argv[2:]:
     d = json.load(open(p))
