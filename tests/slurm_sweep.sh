@@ -65,7 +65,9 @@ for n in 1 2; do
     # rank r: local rank r % 2, on the node of rank r - r % 2, n distinct nodes,
     # both GPUs of its node visible (the rank picks its own by local rank)
     err="" nodes_seen=()
-    [[ $(ls "$d" | grep -c '^rank-') -eq $np ]] || err+=" $(ls "$d" | grep -c '^rank-') rank files, not $np;"
+    files=("$d"/rank-*.txt)
+    [[ -e "${files[0]}" ]] || files=()
+    [[ ${#files[@]} -eq $np ]] || err+=" ${#files[@]} rank files, not $np;"
     for r in $(seq 0 $((np - 1))); do
         line=$(cat "$d/rank-$r.txt" 2>/dev/null)
         node=$(sed -n 's/.* node=\([^ ]*\) .*/\1/p' <<<"$line")
