@@ -254,6 +254,8 @@ test-srun:
 
 test-slurm:
 	tests/test_scaling_report.sh
+	tests/test_scaling_model.sh $(BUILD)
+	tests/test_sbatch_gpu.sh $(BUILD)
 	tests/slurm_sweep.sh $(BUILD)
 
 test-parity:

@@ -23,6 +23,16 @@ Columns:
   final val. acc.   last entry of validation_accuracy
   status            "ok" or the run's error (report.log)
 
+GPU runs (wl-stats.gpus > 0; a summary without the field counts as 0 GPUs)
+add, in the Markdown only when some run of the sweep has GPUs (the CSV has the
+columns always, empty or 0 for CPU runs):
+  gpus              wl-stats.gpus: ranks that trained on a GPU
+  per GPU           throughput / gpus (events/s per GPU)
+  per-GPU eff.      per-GPU throughput / the baseline's per-GPU throughput
+                    (the same as efficiency when every node has as many GPUs)
+  energy/event      wl-stats.gpu_energy.joules_per_event (J of GPU energy per
+                    training event, NVML); empty where the run has no figure
+
 Failed runs (report.log != "ok", or a nodes-<n>/ directory without a summary)
 are rows with their status and no figures, and are left out of the plot.
 
@@ -103,7 +113,9 @@ def read_run(count, run_dir, unit):
     row = {"key": count, "nodes": count if unit == "nodes" else None,
            "ranks": count if unit == "ranks" else None, "throughput": None, "basis": "",
            "speedup": None, "efficiency": None, "epoch_time": None, "epoch_basis": "",
-           "allreduce_pct": None, "accuracy": None, "status": "", "ok": False}
+           "allreduce_pct": None, "accuracy": None, "status": "", "ok": False,
+           "gpus": 0, "per_gpu": None, "gpu_efficiency": None, "energy_per_event": None,
+           "energy_note": ""}
     if not os.path.isfile(path):
         row["status"] = "no mlpf_summary.json (the run did not finish)"
         return row
@@ -129,6 +141,12 @@ def read_run(count, run_dir, unit):
         row["ranks"] = stats.get("world_size")
     else:
         row["nodes"] = stats.get("nodes")
+    gpus = stats.get("gpus", 0)
+    if gpus is None:
+        gpus = 0
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+        raise ReportError(f"{path}: wl-stats.gpus is {gpus!r}, not a GPU count")
+    row["gpus"] = gpus
     if log != "ok":
         row["status"] = " ".join(str(log).split()) or "failed"
         return row
@@ -152,8 +170,17 @@ def read_run(count, run_dir, unit):
     acc = stats.get("validation_accuracy") or []
     if acc:
         row["accuracy"] = float(acc[-1])
+    energy = stats.get("gpu_energy")
+    if isinstance(energy, dict):
+        jpe = energy.get("joules_per_event")
+        if isinstance(jpe, (int, float)) and not isinstance(jpe, bool) and jpe >= 0:
+            row["energy_per_event"] = float(jpe)
+        elif isinstance(energy.get("note"), str):
+            row["energy_note"] = " ".join(energy["note"].split())
     # a run that succeeded but trained no epoch has nothing to scale
     row["ok"] = row["throughput"] is not None and row["throughput"] > 0
+    if row["ok"] and gpus > 0:
+        row["per_gpu"] = row["throughput"] / gpus
     if not row["ok"]:
         row["status"] = "ok, but no throughput recorded"
     return row
@@ -178,6 +205,8 @@ def apply_baseline(rows, unit, wanted):
     for r in good:
         r["speedup"] = r["throughput"] / base["throughput"]
         r["efficiency"] = r["speedup"] / (r["key"] / base["key"])
+        if r["per_gpu"] is not None and base["per_gpu"] is not None:
+            r["gpu_efficiency"] = r["per_gpu"] / base["per_gpu"]
     return base
 
 
@@ -222,7 +251,13 @@ def unit_n(n, unit):
     return unit if n != 1 else unit[:-1]
 
 
+def has_gpus(rows):
+    """Whether any run of the sweep trained on GPUs (the Markdown then has the GPU columns)."""
+    return any(r["gpus"] > 0 for r in rows)
+
+
 def markdown(rows, unit, base, sweep_name, mode, chosen):
+    gpu = has_gpus(rows)
     lines = [f"# Scaling report: {sweep_name}", ""]
     what = f"{mode} scaling, " if mode else ""
     if base:
@@ -235,11 +270,22 @@ def markdown(rows, unit, base, sweep_name, mode, chosen):
                          "the baseline is the smallest one that succeeded.")
     else:
         lines.append(f"{what}{len(rows)} run(s); none succeeded.")
+    if gpu and base and base["per_gpu"] is not None:
+        lines.append(f"GPU runs: baseline {fmt(base['per_gpu'], 'rate')} events/s per GPU "
+                     f"({base['gpus']} GPU(s)); per-GPU efficiency = per-GPU throughput / the baseline's.")
     lines.append("")
-    lines.append("| nodes | ranks | throughput (events/s) | speedup | efficiency | epoch time (s) "
-                 "| exposed all-reduce | final val. acc. | status |")
-    lines.append("|------:|------:|------:|------:|------:|------:|------:|------:|:------|")
+    if gpu:
+        lines.append("| nodes | ranks | gpus | throughput (events/s) | per GPU (events/s) | speedup "
+                     "| efficiency | per-GPU eff. | epoch time (s) | exposed all-reduce "
+                     "| energy/event (J) | final val. acc. | status |")
+        lines.append("|------:|------:|------:|------:|------:|------:|------:|------:|------:|------:"
+                     "|------:|------:|:------|")
+    else:
+        lines.append("| nodes | ranks | throughput (events/s) | speedup | efficiency | epoch time (s) "
+                     "| exposed all-reduce | final val. acc. | status |")
+        lines.append("|------:|------:|------:|------:|------:|------:|------:|------:|:------|")
     marked = False
+    notes = []
     for r in rows:
         thr, et = fmt(r["throughput"], "rate"), fmt(r["epoch_time"], "rate")
         if r["basis"] == "epoch 1 only":
@@ -247,24 +293,38 @@ def markdown(rows, unit, base, sweep_name, mode, chosen):
         if r["epoch_basis"] == "epoch 1 only":
             et, marked = et + " " + EPOCH1_MARK, True
         eff = None if r["efficiency"] is None else 100.0 * r["efficiency"]
-        cells = [fmt(r["nodes"], ""), fmt(r["ranks"], ""), thr, fmt(r["speedup"], "ratio"),
-                 fmt(eff, "pct"), et, fmt(r["allreduce_pct"], "pct"),
-                 fmt(r["accuracy"], "acc"), md_status(r["status"])]
+        if gpu:
+            geff = None if r["gpu_efficiency"] is None else 100.0 * r["gpu_efficiency"]
+            cells = [fmt(r["nodes"], ""), fmt(r["ranks"], ""), fmt(r["gpus"], ""), thr,
+                     fmt(r["per_gpu"], "rate"), fmt(r["speedup"], "ratio"), fmt(eff, "pct"),
+                     fmt(geff, "pct"), et, fmt(r["allreduce_pct"], "pct"),
+                     fmt(r["energy_per_event"], "rate"), fmt(r["accuracy"], "acc"), md_status(r["status"])]
+            if r["ok"] and r["gpus"] > 0 and r["energy_per_event"] is None:
+                why = md_status(r["energy_note"]) if r["energy_note"] else "the summary has none"
+                notes.append(f"{r['key']} {unit_n(r['key'], unit)}: no GPU energy figure ({why}).")
+        else:
+            cells = [fmt(r["nodes"], ""), fmt(r["ranks"], ""), thr, fmt(r["speedup"], "ratio"),
+                     fmt(eff, "pct"), et, fmt(r["allreduce_pct"], "pct"),
+                     fmt(r["accuracy"], "acc"), md_status(r["status"])]
         lines.append("| " + " | ".join(cells) + " |")
     if marked:
         lines += ["", f"{EPOCH1_MARK} epoch 1 only (the run had one epoch): includes the warm-up, "
                   "not comparable with means over epochs 2..n."]
+    if notes:
+        lines += [""] + notes
     lines.append("")
     return "\n".join(lines)
 
 
 CSV_COLUMNS = ["nodes", "ranks", "throughput_events_per_s", "throughput_basis", "speedup",
                "parallel_efficiency", "epoch_time_s", "allreduce_exposed_pct",
-               "final_validation_accuracy", "status"]
+               "final_validation_accuracy", "status",
+               "gpus", "throughput_per_gpu", "gpu_efficiency", "gpu_energy_per_event_j"]
 
 
 def write_csv(path, rows):
-    """Full precision; efficiency as a fraction (1 = ideal); the status uncut."""
+    """Full precision; efficiencies as fractions (1 = ideal); the status uncut; the GPU
+    columns last (gpus 0 and the others empty for CPU runs)."""
     def num(x):
         return "" if x is None else f"{x:.10g}"
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -273,7 +333,8 @@ def write_csv(path, rows):
         for r in rows:
             w.writerow(["" if r["nodes"] is None else r["nodes"], "" if r["ranks"] is None else r["ranks"],
                         num(r["throughput"]), r["basis"], num(r["speedup"]), num(r["efficiency"]),
-                        num(r["epoch_time"]), num(r["allreduce_pct"]), num(r["accuracy"]), r["status"]])
+                        num(r["epoch_time"]), num(r["allreduce_pct"]), num(r["accuracy"]), r["status"],
+                        r["gpus"], num(r["per_gpu"]), num(r["gpu_efficiency"]), num(r["energy_per_event"])])
 
 
 def write_png(path, rows, unit, base, sweep_name, mode):
