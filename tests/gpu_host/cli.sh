@@ -210,3 +210,19 @@ import json, sys
 nv = json.load(open(sys.argv[1]))["report"]["wl-stats"]["per_rank"][0]["gpu"]["nvml"]
 assert nv["sampled"] is False and "libnvidia-ml.so.1" in nv["note"], nv
 PY
+
+# slurm/mlpf.sbatch inside a job on a node with 2 GPUs (run as the batch
+# script would be, without sbatch): one rank per GPU, --device cuda, NCCL
+here_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+if (cd "$tmp" && env SLURM_GPUS_ON_NODE=2 SLURM_JOB_NUM_NODES=1 SLURM_JOB_ID=4242 MLPF_HOST_GPU_PER_RANK=1 \
+        MLPF_BIN="$(realpath "$bin")" timeout 240 bash "$here_root/slurm/mlpf.sbatch" --preset tiny --data "$tmp/dp" \
+        --batch-size 2 --epochs 2 --threads 1 --skip-self-check --log-every 0 --results "$tmp/rsb") >"$tmp/rsb.out" 2>&1 \
+    && /usr/bin/python3 - "$tmp/rsb/mlpf_summary.json" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))["report"]["wl-stats"]
+assert st["device"] == "cuda" and st["world_size"] == 2 and st["gpus"] == 2 and st["ranks_per_node"] == 2, st["world_size"]
+assert st["allreduce_transport"] == "nccl"
+assert sorted(r["gpu"]["pci_bus_id"] for r in st["per_rank"]) == ["0000:10:00.0", "0000:11:00.0"]
+PY
+then ok "slurm/mlpf.sbatch on a 2-GPU node: 2 ranks, one GPU each, --device cuda, NCCL"
+else bad "mlpf.sbatch GPU node: $(tail -3 "$tmp/rsb.out")"; fi
