@@ -214,8 +214,9 @@ PY
 # slurm/mlpf.sbatch inside a job on a node with 2 GPUs (run as the batch
 # script would be, without sbatch): one rank per GPU, --device cuda, NCCL
 here_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+abs_bin=$(realpath "$bin")
 if (cd "$tmp" && env SLURM_GPUS_ON_NODE=2 SLURM_JOB_NUM_NODES=1 SLURM_JOB_ID=4242 MLPF_HOST_GPU_PER_RANK=1 \
-        MLPF_BIN="$(realpath "$bin")" timeout 240 bash "$here_root/slurm/mlpf.sbatch" --preset tiny --data "$tmp/dp" \
+        MLPF_BIN="$abs_bin" timeout 240 bash "$here_root/slurm/mlpf.sbatch" --preset tiny --data "$tmp/dp" \
         --batch-size 2 --epochs 2 --threads 1 --skip-self-check --log-every 0 --results "$tmp/rsb") >"$tmp/rsb.out" 2>&1 \
     && /usr/bin/python3 - "$tmp/rsb/mlpf_summary.json" <<'PY'
 import json, sys
