@@ -100,8 +100,10 @@ struct dev_comm {
     size_t n = 0, bucket = 1;
     int n_buckets = 0, next = 0;
     cudaStream_t cs = nullptr, s = nullptr; // compute, communication
-    cudaEvent_t fin = nullptr;              // compute stream at comm_finish
-    cudaEvent_t first = nullptr, done = nullptr, w0 = nullptr, w1 = nullptr; // timing (nccl)
+    // device timing: the first bucket's start (communication stream), the end
+    // of backward (compute stream, at comm_finish), the end of the last
+    // bucket (communication stream, its sums back in G)
+    cudaEvent_t first = nullptr, fin = nullptr, done = nullptr;
     bool timing_pending = false;
     // nccl
     ncclComm_t nc = nullptr;
@@ -113,11 +115,20 @@ struct dev_comm {
     std::vector<cudaEvent_t> staged;
     std::vector<MPI_Request> req;
     int n_started = 0; // buckets whose MPI_Iallreduce is started (in bucket order)
-    double t_first = 0;
     allreduce_stats st{};
 };
 
 namespace {
+
+// Every call on the communicator holds abort_mu: the run guard's thread asks
+// for its asynchronous error and may abort it (which frees it) while the
+// main thread works with it; NCCL wants one thread at a time on it.
+template <class F> ncclResult_t on_comm(dev_comm &c, const char *what, F &&f)
+{
+    std::lock_guard<std::mutex> lk(c.abort_mu);
+    if (c.aborted) mlpf_cuda_throw(what, __FILE__, __LINE__, "the NCCL communicator was aborted");
+    return f();
+}
 
 // Wait until a non-blocking NCCL call has completed (the communicator's state
 // leaves ncclInProgress); `limit` seconds at most (0: none; the run guard
@@ -126,9 +137,8 @@ void nccl_settle(dev_comm &c, const char *what, double limit)
 {
     const double t0 = now_s();
     for (;;) {
-        if (c.aborted) mlpf_cuda_throw(what, __FILE__, __LINE__, "the communicator was aborted");
         ncclResult_t st = ncclSuccess;
-        NCCL_CHECK(nccl().async_error(c.nc, &st));
+        NCCL_CHECK(on_comm(c, what, [&] { return nccl().async_error(c.nc, &st); }));
         if (st == ncclSuccess) return;
         if (st != ncclInProgress) {
             char d[300];
@@ -149,7 +159,8 @@ void launch_bucket(dev_comm &c, int j)
 {
     const size_t a = bucket_start(c.n, c.bucket, j), e = bucket_end(c.n, c.bucket, j);
     if (c.use_nccl) {
-        NCCL_CHECK(nccl().all_reduce(c.G + a, c.G + a, e - a, ncclFloat, ncclSum, c.nc, c.s));
+        NCCL_CHECK(on_comm(c, "ncclAllReduce",
+                           [&] { return nccl().all_reduce(c.G + a, c.G + a, e - a, ncclFloat, ncclSum, c.nc, c.s); }));
         nccl_settle(c, "ncclAllReduce", 0);
     } else {
         CUDA_CHECK(cudaMemcpyAsync(c.pin + a, c.G + a, sizeof(float) * (e - a), cudaMemcpyDeviceToHost, c.s));
@@ -180,10 +191,7 @@ void launch_upto(dev_comm &c, size_t watermark, cudaEvent_t ev)
 {
     if (c.next >= c.n_buckets || bucket_start(c.n, c.bucket, c.next) < watermark) return;
     CUDA_CHECK(cudaStreamWaitEvent(c.s, ev, 0)); // the stretch is final on the device
-    if (c.next == 0) {
-        c.t_first = now_s();
-        if (c.use_nccl) CUDA_CHECK(cudaEventRecord(c.first, c.s));
-    }
+    if (c.next == 0) CUDA_CHECK(cudaEventRecord(c.first, c.s));
     while (c.next < c.n_buckets && bucket_start(c.n, c.bucket, c.next) >= watermark) launch_bucket(c, c.next++);
 }
 
@@ -209,14 +217,13 @@ dev_comm *comm_create(const comm_opts &o, float *G, size_t n, cudaStream_t compu
         c->bucket = bucket_floats(o.bucket_bytes);
         c->n_buckets = bucket_count(n, c->bucket);
         CUDA_CHECK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking));
-        CUDA_CHECK(cudaEventCreateWithFlags(&c->fin, cudaEventDisableTiming));
-        for (cudaEvent_t *e : {&c->first, &c->done, &c->w0, &c->w1}) CUDA_CHECK(cudaEventCreate(e));
+        for (cudaEvent_t *e : {&c->first, &c->fin, &c->done}) CUDA_CHECK(cudaEventCreate(e));
         if (c->use_nccl) {
             ncclUniqueId id;
             memcpy(&id, o.nccl_id, sizeof id);
             ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
             cfg.blocking = 0; // a dead peer must not hang a call: ncclCommGetAsyncError tells
-            NCCL_CHECK(nccl().init(&c->nc, o.size, id, o.rank, &cfg));
+            NCCL_CHECK(on_comm(*c, "ncclCommInitRankConfig", [&] { return nccl().init(&c->nc, o.size, id, o.rank, &cfg); }));
             nccl_settle(*c, "ncclCommInitRankConfig", o.init_timeout_s);
         } else {
             CUDA_CHECK(cudaMallocHost((void **)&c->pin, sizeof(float) * (n ? n : 1)));
@@ -248,8 +255,16 @@ void comm_set_buffer(dev_comm &c, float *G, size_t n)
 void comm_destroy(dev_comm *c)
 {
     if (!c) return;
-    if (c->s) cudaStreamSynchronize(c->s);
+    char why[300];
+    if (comm_failed(*c, why, sizeof why)) comm_abort(*c); // a failed communicator's kernels never end
+    if (c->s) { // the communication stream's work, 10 s at most: then a peer is gone
+        const double t0 = now_s();
+        while (cudaStreamQuery(c->s) == cudaErrorNotReady && now_s() - t0 < 10) sched_yield();
+        if (cudaStreamQuery(c->s) == cudaErrorNotReady) comm_abort(*c);
+        cudaStreamSynchronize(c->s);
+    }
     if (c->nc) {
+        std::unique_lock<std::mutex> lk(c->abort_mu);
         if (!c->aborted) {
             const nccl_api &a = nccl();
             a.finalize(c->nc); // non-blocking: settles in the background, 10 s at most here
@@ -258,11 +273,12 @@ void comm_destroy(dev_comm *c)
             while (a.async_error(c->nc, &st) == ncclSuccess && st == ncclInProgress && now_s() - t0 < 10) sched_yield();
             if (st == ncclSuccess) a.destroy(c->nc);
             else a.abort(c->nc);
+            c->aborted = true;
         }
         c->nc = nullptr;
     }
     for (auto &e : c->staged) cudaEventDestroy(e);
-    for (cudaEvent_t e : {c->fin, c->first, c->done, c->w0, c->w1})
+    for (cudaEvent_t e : {c->fin, c->first, c->done})
         if (e) cudaEventDestroy(e);
     if (c->pin) cudaFreeHost(c->pin);
     if (c->mpi != MPI_COMM_NULL) MPI_Comm_free(&c->mpi);
@@ -270,17 +286,18 @@ void comm_destroy(dev_comm *c)
     delete c;
 }
 
-// nccl: the device time of the last step's all-reduce (first launch to the
-// last bucket's end) and of the compute stream's wait for it, once both are
-// done (after the step's finish synchronised the compute stream).
+// The device time of the last step's all-reduce, both transports: from the
+// first bucket's start to the last one's end (its sums back in G), and the
+// part after backward ended, which the optimizer step waited for (exposed).
+// Once the events are done (after the step's finish).
 static void collect(dev_comm &c)
 {
-    if (!c.timing_pending || cudaEventQuery(c.w1) != cudaSuccess) return;
+    if (!c.timing_pending || cudaEventQuery(c.done) != cudaSuccess || cudaEventQuery(c.fin) != cudaSuccess) return;
     float total = 0, exposed = 0;
     CUDA_CHECK(cudaEventElapsedTime(&total, c.first, c.done));
-    CUDA_CHECK(cudaEventElapsedTime(&exposed, c.w0, c.w1));
-    c.st.total_s += total * 1e-3;
-    c.st.exposed_s += exposed * 1e-3;
+    CUDA_CHECK(cudaEventElapsedTime(&exposed, c.fin, c.done));
+    c.st.total_s += (total > 0 ? total : 0) * 1e-3;
+    c.st.exposed_s += (exposed > 0 ? exposed : 0) * 1e-3;
     c.timing_pending = false;
 }
 
@@ -299,28 +316,19 @@ void comm_ready(dev_comm &c, size_t watermark, cudaEvent_t ev)
 
 void comm_finish(dev_comm &c)
 {
-    const double t0 = now_s();
     CUDA_CHECK(cudaEventRecord(c.fin, c.cs));
     launch_upto(c, 0, c.fin);
-    if (c.use_nccl) {
-        CUDA_CHECK(cudaEventRecord(c.done, c.s));
-        CUDA_CHECK(cudaEventRecord(c.w0, c.cs));
-        CUDA_CHECK(cudaStreamWaitEvent(c.cs, c.done, 0)); // the optimizer waits for the last bucket
-        CUDA_CHECK(cudaEventRecord(c.w1, c.cs));
-        c.timing_pending = c.n_buckets > 0;
-    } else {
+    if (!c.use_nccl) { // the host waits for the reductions, then the sums go back
         mpi_progress(c, true);
         MPI_Waitall(c.n_started, c.req.data(), MPI_STATUSES_IGNORE);
-        const double t1 = now_s();
-        c.st.exposed_s += t1 - t0;
-        c.st.total_s += t1 - c.t_first;
         for (int j = 0; j < c.n_buckets; j++) {
             const size_t a = bucket_start(c.n, c.bucket, j), e = bucket_end(c.n, c.bucket, j);
             CUDA_CHECK(cudaMemcpyAsync(c.G + a, c.pin + a, sizeof(float) * (e - a), cudaMemcpyHostToDevice, c.s));
         }
-        CUDA_CHECK(cudaEventRecord(c.done, c.s));
-        CUDA_CHECK(cudaStreamWaitEvent(c.cs, c.done, 0));
     }
+    CUDA_CHECK(cudaEventRecord(c.done, c.s));
+    CUDA_CHECK(cudaStreamWaitEvent(c.cs, c.done, 0)); // the optimizer waits for the last bucket
+    c.timing_pending = c.n_buckets > 0;
     c.st.bytes += (int64_t)(c.n * sizeof(float));
     c.st.buckets += c.n_buckets;
     c.st.steps++;
@@ -334,6 +342,7 @@ void comm_get_stats(dev_comm &c, allreduce_stats *out)
 
 int comm_failed(dev_comm &c, char *why, size_t n)
 {
+    std::lock_guard<std::mutex> lk(c.abort_mu);
     if (!c.use_nccl || !c.nc) return 0;
     if (c.aborted) {
         snprintf(why, n, "the NCCL communicator was aborted");

@@ -30,6 +30,9 @@ void mlpf_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *mlpf_last_error(void);
 /* Called by mlpf_fatal before it aborts (rank 0 writes a failed report). */
 void mlpf_set_fatal_hook(void (*hook)(const char *msg));
+/* Called by mlpf_fatal after that hook, before it aborts (the run guard's
+ * device communicator abort). */
+void mlpf_set_abort_hook(void (*hook)(void));
 /* Collective: 1 if `failed` is set on any rank. */
 int mpictx_any(int failed);
 

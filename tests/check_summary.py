@@ -31,22 +31,35 @@ def check_gpu(st):
         n = r["gpu"]["nvml"]
         if "energy_j" in n and r["events"] > 0:
             assert close(n["energy_per_event_j"], n["energy_j"] / r["events"]), (r["rank"], n)
+    def key(r):  # a GPU: ranks sharing one (--allow-shared-gpu) count it once
+        return (r["host"], r["gpu"].get("uuid") or f"rank {r['rank']}")
+
+    def firsts(mine):
+        seen, out = set(), []
+        for r in mine:
+            if key(r) not in seen:
+                seen.add(key(r))
+                out.append(r)
+        return out
+
     if "gpus" in st:
-        assert st["gpus"] == len(gpu), (st["gpus"], len(gpu))
+        assert st["gpus"] == len(firsts(gpu)), (st["gpus"], len(firsts(gpu)))
         assert ("gpu_energy" in st) == (len(gpu) > 0), st.get("gpu_energy")
 
-    def sums(mine):
-        measured = [r for r in mine if "energy_j" in r["gpu"]["nvml"]]
+    def sums(mine):  # energy and power once per GPU, the events of every rank on a measured one
+        one = firsts(mine)
+        measured = [r for r in one if "energy_j" in r["gpu"]["nvml"]]
+        keys = {key(r) for r in measured}
         return (measured, sum(r["gpu"]["nvml"]["energy_j"] for r in measured),
-                sum(r["events"] for r in measured),
-                sum(r["gpu"]["nvml"].get("power_mean_w", 0) for r in mine if r["gpu"]["nvml"]["sampled"]),
-                any(r["gpu"]["nvml"]["sampled"] for r in mine))
+                sum(r["events"] for r in mine if key(r) in keys),
+                sum(r["gpu"]["nvml"].get("power_mean_w", 0) for r in one if r["gpu"]["nvml"]["sampled"]),
+                any(r["gpu"]["nvml"]["sampled"] for r in one))
 
     for x in st["per_node"]:
         if "gpus" not in x:
             continue
         mine = [r for r in gpu if r["rank"] in x["ranks"]]
-        assert x["gpus"] == len(mine), (x["host"], x["gpus"], len(mine))
+        assert x["gpus"] == len(firsts(mine)), (x["host"], x["gpus"], len(firsts(mine)))
         measured, joules, events, power, sampled = sums(mine)
         assert ("gpu_energy_j" in x) == bool(measured), (x["host"], x)
         if measured:
@@ -66,7 +79,7 @@ def check_gpu(st):
             src = {r["gpu"]["nvml"]["energy_source"] for r in measured}
             want = src.pop() if len(src) == 1 else "energy counter and integrated power"
             assert e["source"] == want, (e["source"], want)
-        if len(measured) < len(gpu):
+        if len(measured) < len(firsts(gpu)):
             assert "note" in e, e
 
 

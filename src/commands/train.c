@@ -339,7 +339,11 @@ static void step_begin(backend *be, const mlpf_batch *b, const reducer *red, los
     double t1 = mlpf_now();
     timeline_span(training ? "forward" : "validation forward", TL_MAIN, t0, t1);
     if (!training) return;
+    /* with the device's all-reduce, backward launches its buckets: a peer that
+     * never joins shows here (NCCL connects at the first collective) */
+    if (red->device) guard_wait_begin(GUARD_COLLECTIVE, "backward, launching the gradient all-reduce");
     be->ops->backward(be);
+    if (red->device) guard_wait_end();
     double t2 = mlpf_now();
     timeline_span("backward", TL_MAIN, t1, t2);
     guard_wait_begin(GUARD_COLLECTIVE, "the gradient all-reduce");
@@ -573,14 +577,14 @@ static int choose_device(run_t *r)
         char err[512];
         int bad = 0, n = gpu_device_count(err, sizeof err);
         if (n < 0) {
-            mlpf_errorf("--device cuda: %s", err);
+            mlpf_errorf("rank %d (%s): --device cuda: %s", g_mpi.rank, g_mpi.host, err);
             bad = 1;
         } else if (gpuplace_choose(g_mpi.local_rank, g_mpi.local_size, n, r->o.allow_shared_gpu, &r->place, err,
                                    sizeof err) != 0) {
-            mlpf_errorf("--device cuda: %s", err);
+            mlpf_errorf("rank %d (%s): --device cuda: %s", g_mpi.rank, g_mpi.host, err);
             bad = 1;
         } else if (gpu_describe(r->place.device, &r->gi, err, sizeof err) != 0) {
-            mlpf_errorf("--device cuda: GPU %d: %s", r->place.device, err);
+            mlpf_errorf("rank %d (%s): --device cuda: GPU %d: %s", g_mpi.rank, g_mpi.host, r->place.device, err);
             bad = 1;
         }
         if (mpictx_any(bad)) return 1;
@@ -712,7 +716,7 @@ static int setup_device_comm(run_t *r)
     unsigned char id[512] = {0};
     int bad = 0;
     if (nccl && r->root && be->ops->comm_id(be, id, sizeof id) < 0) {
-        mlpf_errorf("--allreduce nccl: %s", be->error);
+        mlpf_errorf("rank 0 (%s): --allreduce nccl: %s", g_mpi.host, be->error);
         bad = 1;
     }
     if (mpictx_any(bad)) return fail_collectively();
@@ -723,7 +727,7 @@ static int setup_device_comm(run_t *r)
     guard_wait_begin(GUARD_COLLECTIVE, nccl ? "the NCCL communicator's set-up" : "the staging transport's set-up");
     bad = be->ops->comm_init(be, &co) != 0;
     guard_wait_end();
-    if (bad) mlpf_errorf("--allreduce %s: %s", r->o.allreduce, be->error);
+    if (bad) mlpf_errorf("rank %d (%s): --allreduce %s: %s", g_mpi.rank, g_mpi.host, r->o.allreduce, be->error);
     if (mpictx_any(bad)) return fail_collectively();
     r->red.device = 1;
     r->transport = nccl ? "nccl" : "mpi, staged through pinned host memory";
@@ -901,7 +905,7 @@ static long long train_epochs(run_t *r)
                 rank_figures zero = {0};
                 fig = zero;
                 fig.warmup_steps = o->warmup_steps;
-                if (r->mon) gpumon_mark(r->mon); /* energy per event: the same steps */
+                if (r->mon) gpumon_mark(r->mon); /* the energy window starts with the measured steps */
                 ls_warm = loader_get_stats(r->lt);
                 as_warm = reducer_stats(be, &r->red);
             }

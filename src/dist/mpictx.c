@@ -1,6 +1,7 @@
 #include "mpictx.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ void mpictx_finalize(void)
 
 static char last_error[2048];
 static void (*fatal_hook)(const char *msg);
+static void (*abort_hook)(void);
+static atomic_int fatal_taken;
 
 void mlpf_errorf(const char *fmt, ...)
 {
@@ -55,6 +58,7 @@ void mlpf_errorf(const char *fmt, ...)
 const char *mlpf_last_error(void) { return last_error; }
 
 void mlpf_set_fatal_hook(void (*hook)(const char *msg)) { fatal_hook = hook; }
+void mlpf_set_abort_hook(void (*hook)(void)) { abort_hook = hook; }
 
 void mlpf_fatal(const char *fmt, ...)
 {
@@ -64,6 +68,13 @@ void mlpf_fatal(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(full, sizeof full, "rank %d (%.64s): %s", g_mpi.rank, g_mpi.host, msg);
+    /* one thread ends the rank (the main thread and the run guard's may both
+     * get here, e.g. when the guard's abort makes the step fail): the first
+     * one's message and report stand, the other waits for the end */
+    if (atomic_exchange(&fatal_taken, 1)) {
+        fprintf(stderr, "mlpfbench: %s (while the rank was already ending)\n", full);
+        for (;;) pause();
+    }
     fprintf(stderr, "mlpfbench: %s\n", full);
     fflush(stderr);
     if (fatal_hook) {
@@ -71,6 +82,7 @@ void mlpf_fatal(const char *fmt, ...)
         fatal_hook = NULL; /* once */
         h(full);
     }
+    if (abort_hook) abort_hook(); /* after the report: a device communicator, so no kernel waits for a peer */
     int init = 0;
     MPI_Initialized(&init);
     if (init && g_mpi.size > 1) MPI_Abort(MPI_COMM_WORLD, 1);

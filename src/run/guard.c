@@ -60,8 +60,8 @@ static void *run(void *arg)
                      "was cancelled or another rank failed",
                      g_mpi.rank, g_mpi.host, sig, strsignal(sig), g.where);
             fprintf(stderr, "mlpfbench: %s\n", why);
-            abort_device();
             if (g.on_exit) g.on_exit(why);
+            abort_device();
             _exit(128 + sig);
         }
         pthread_mutex_lock(&g.mu);
@@ -70,19 +70,16 @@ static void *run(void *arg)
         char where[128], what[96];
         snprintf(where, sizeof where, "%s", g.where);
         snprintf(what, sizeof what, "%s", g.wait_what);
-        int (*poll_fn)(void *, char *, size_t) = g.poll;
-        void *ctx = g.watch_ctx;
-        char dev[176] = "";
+        char dev[176] = "", failed[512];
         if (g.device[0]) snprintf(dev, sizeof dev, " on %s", g.device);
+        /* under the lock: guard_watch(NULL) waits for it before the communicator goes */
+        const int comm_failed = g.poll && g.poll(g.watch_ctx, failed, sizeof failed);
         pthread_mutex_unlock(&g.mu);
-        char failed[512];
-        if (poll_fn && poll_fn(ctx, failed, sizeof failed)) {
-            abort_device();
+        if (comm_failed) {
             mlpf_fatal("%s%s, after %s%s%s: another rank failed or is gone", failed, dev, where,
                        wait == GUARD_COLLECTIVE ? ", waiting for " : "", wait == GUARD_COLLECTIVE ? what : "");
         }
         if (wait == GUARD_COLLECTIVE && g.limit[wait] > 0 && waited > g.limit[wait]) {
-            abort_device();
             mlpf_fatal("waited %.0f s in a collective (%s)%s after %s: another rank is stuck or gone "
                        "(--collective-timeout %g)", waited, what, dev, where, g.limit[wait]);
         }
@@ -92,7 +89,6 @@ static void *run(void *arg)
                        waited, what, where, g.limit[wait]);
         if (g.timeout > 0) {
             if (idle > g.timeout) {
-                abort_device();
                 mlpf_fatal("no progress for %.0f s after %s%s (a rank is stuck in a collective or "
                            "waiting for data; --timeout %g)", idle, where, dev, g.timeout);
             }
@@ -155,6 +151,7 @@ void guard_watch(int (*poll_cb)(void *ctx, char *why, size_t n), void (*abort_fn
     g.watch_ctx = ctx;
     snprintf(g.device, sizeof g.device, "%s", device ? device : "");
     pthread_mutex_unlock(&g.mu);
+    mlpf_set_abort_hook(abort_fn ? abort_device : NULL);
 }
 
 void guard_stop(void)

@@ -170,6 +170,15 @@ static gpu_total gpu_totals(const rank_figures *r, int n, const char *host)
     for (int i = 0; r && i < n; i++) {
         const rank_figures *x = &r[i];
         if (!has_gpu(x) || (host && strcmp(x->host, host))) continue;
+        /* ranks sharing a GPU (--allow-shared-gpu): its energy and power once, the events of all */
+        int first = i;
+        for (int j = 0; j < i && first == i; j++)
+            if (has_gpu(&r[j]) && x->gpu_uuid[0] && !strcmp(r[j].gpu_uuid, x->gpu_uuid) && !strcmp(r[j].host, x->host))
+                first = j;
+        if (first != i) {
+            if (energy_measured(&r[first])) t.events += x->events;
+            continue;
+        }
         t.gpus++;
         if (!energy_measured(x) && !t.first_unmeasured) t.first_unmeasured = x;
         if (!x->gpu.sampled) continue;
