@@ -144,7 +144,7 @@ else bad "damaged checkpoint: $(tail -2 "$tmp/obadck")"; fi
 
 # bad device/precision
 "$bin" train --device cuda --results "$tmp/rcuda" >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "device cuda" "$(summ rcuda)" \
-    && grep -qE "^mlpfbench: --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA)" "$tmp/e" \
+    && grep -qE "^mlpfbench: rank 0 \(.*\): --device cuda: (no usable CUDA device|no CUDA device is visible|this mlpfbench was built without CUDA)" "$tmp/e" \
     && ok "--device cuda refused clearly: $(cut -c1-120 "$tmp/e")" || bad "--device cuda: $(cat "$tmp/e")"
 "$bin" train --precision bf16 >"$tmp/e" 2>&1; [[ $? -eq 2 ]] && grep -q "needs a GPU" "$tmp/e" \
     && ok "--precision bf16 refused on the CPU backend" || bad "--precision bf16: $(cat "$tmp/e")"
