@@ -105,6 +105,7 @@ struct dev_comm {
     // bucket (communication stream, its sums back in G)
     cudaEvent_t first = nullptr, fin = nullptr, done = nullptr;
     bool timing_pending = false;
+    int timed = 0; // buckets of the step whose figures are pending
     // nccl
     ncclComm_t nc = nullptr;
     std::atomic<bool> aborted{false};
@@ -113,6 +114,7 @@ struct dev_comm {
     float *pin = nullptr;
     size_t cap = 0; // floats of pin
     std::vector<cudaEvent_t> staged;
+    std::vector<cudaEvent_t> b0, b1; // nccl: each bucket's start and end on the communication stream
     std::vector<MPI_Request> req;
     int n_started = 0; // buckets whose MPI_Iallreduce is started (in bucket order)
     allreduce_stats st{};
@@ -159,9 +161,11 @@ void launch_bucket(dev_comm &c, int j)
 {
     const size_t a = bucket_start(c.n, c.bucket, j), e = bucket_end(c.n, c.bucket, j);
     if (c.use_nccl) {
+        CUDA_CHECK(cudaEventRecord(c.b0[j], c.s));
         NCCL_CHECK(on_comm(c, "ncclAllReduce",
                            [&] { return nccl().all_reduce(c.G + a, c.G + a, e - a, ncclFloat, ncclSum, c.nc, c.s); }));
         nccl_settle(c, "ncclAllReduce", 0);
+        CUDA_CHECK(cudaEventRecord(c.b1[j], c.s));
     } else {
         CUDA_CHECK(cudaMemcpyAsync(c.pin + a, c.G + a, sizeof(float) * (e - a), cudaMemcpyDeviceToHost, c.s));
         CUDA_CHECK(cudaEventRecord(c.staged[j], c.s));
@@ -228,8 +232,8 @@ dev_comm *comm_create(const comm_opts &o, float *G, size_t n, cudaStream_t compu
         } else {
             CUDA_CHECK(cudaMallocHost((void **)&c->pin, sizeof(float) * (n ? n : 1)));
             c->cap = n;
-            comm_set_buffer(*c, G, n);
         }
+        comm_set_buffer(*c, G, n);
     } catch (...) {
         comm_destroy(c);
         throw;
@@ -243,7 +247,15 @@ void comm_set_buffer(dev_comm &c, float *G, size_t n)
     c.G = G, c.n = n;
     c.n_buckets = bucket_count(n, c.bucket);
     c.next = c.n_started = 0;
-    if (c.use_nccl) return;
+    if (c.use_nccl) {
+        while ((int)c.b0.size() < c.n_buckets) {
+            cudaEvent_t e0, e1;
+            CUDA_CHECK(cudaEventCreate(&e0));
+            CUDA_CHECK(cudaEventCreate(&e1));
+            c.b0.push_back(e0), c.b1.push_back(e1);
+        }
+        return;
+    }
     while ((int)c.staged.size() < c.n_buckets) {
         cudaEvent_t e;
         CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -278,6 +290,8 @@ void comm_destroy(dev_comm *c)
         c->nc = nullptr;
     }
     for (auto &e : c->staged) cudaEventDestroy(e);
+    for (auto *v : {&c->b0, &c->b1})
+        for (auto &e : *v) cudaEventDestroy(e);
     for (cudaEvent_t e : {c->fin, c->first, c->done})
         if (e) cudaEventDestroy(e);
     if (c->pin) cudaFreeHost(c->pin);
@@ -286,15 +300,27 @@ void comm_destroy(dev_comm *c)
     delete c;
 }
 
-// The device time of the last step's all-reduce, both transports: from the
-// first bucket's start to the last one's end (its sums back in G), and the
-// part after backward ended, which the optimizer step waited for (exposed).
+// The device time of the last step's all-reduce: with NCCL the buckets' own
+// time (each one's start to end on the communication stream, without the
+// gaps where the stream waits for backward), with staging the span from the
+// first bucket's copy to the last one's sums back in G (an upper bound: it
+// holds the waits for backward too); and the part after backward ended,
+// which the optimizer step waited for (exposed). So "hidden" = 1 - exposed /
+// that time is the share of the all-reduce's work done during backward.
 // Once the events are done (after the step's finish).
 static void collect(dev_comm &c)
 {
     if (!c.timing_pending || cudaEventQuery(c.done) != cudaSuccess || cudaEventQuery(c.fin) != cudaSuccess) return;
     float total = 0, exposed = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&total, c.first, c.done));
+    if (c.use_nccl) {
+        for (int j = 0; j < c.timed; j++) {
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, c.b0[j], c.b1[j]));
+            total += ms > 0 ? ms : 0;
+        }
+    } else {
+        CUDA_CHECK(cudaEventElapsedTime(&total, c.first, c.done));
+    }
     CUDA_CHECK(cudaEventElapsedTime(&exposed, c.fin, c.done));
     c.st.total_s += (total > 0 ? total : 0) * 1e-3;
     c.st.exposed_s += (exposed > 0 ? exposed : 0) * 1e-3;
@@ -329,6 +355,7 @@ void comm_finish(dev_comm &c)
     CUDA_CHECK(cudaEventRecord(c.done, c.s));
     CUDA_CHECK(cudaStreamWaitEvent(c.cs, c.done, 0)); // the optimizer waits for the last bucket
     c.timing_pending = c.n_buckets > 0;
+    c.timed = c.n_buckets;
     c.st.bytes += (int64_t)(c.n * sizeof(float));
     c.st.buckets += c.n_buckets;
     c.st.steps++;
