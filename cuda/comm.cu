@@ -94,7 +94,6 @@ void nccl_check(ncclResult_t r, const char *call, const char *file, int line)
 
 struct dev_comm {
     bool use_nccl = true;
-    int rank = 0, size = 1;
     MPI_Comm mpi = MPI_COMM_NULL;
     float *G = nullptr;
     size_t n = 0, bucket = 1;
@@ -215,7 +214,6 @@ dev_comm *comm_create(const comm_opts &o, float *G, size_t n, cudaStream_t compu
     dev_comm *c = new dev_comm();
     try {
         c->use_nccl = !strcmp(o.transport, "nccl");
-        c->rank = o.rank, c->size = o.size;
         MPI_Comm_dup(*static_cast<const MPI_Comm *>(o.mpi_comm), &c->mpi); // its own: no mix with the step's collectives
         c->G = G, c->n = n, c->cs = compute;
         c->bucket = bucket_floats(o.bucket_bytes);

@@ -67,6 +67,10 @@ typedef struct {
 /* Floating-point operations of one forward pass per element (the spec's cost
  * model: matrix products only); forward + backward is three times this. */
 double model_flops_per_element(const mlpf_config *c);
+/* The versions of mlpfbench and its libraries (wl-stats.software). */
+json_t *report_software_json(void);
+/* This CPU's model name (/proc/cpuinfo), "unknown" if none. */
+void report_cpu_model(char *buf, size_t n);
 /* ISO 8601 UTC now. */
 void report_timestamp(char *buf, int n);
 /* Write a JSON document to `path` through a temporary file and a rename, so

@@ -24,6 +24,3 @@ test-image:
 
 TEST_TARGETS += test-hepscore test-image
 
-# the helpers of the entry point name the git commit in summaries they write alone
-$(BUILD)/src/commands/bmk.o: $(BUILD)/git_commit.h
-$(BUILD)/src/commands/bmk.o: CPPFLAGS += -include $(BUILD)/git_commit.h

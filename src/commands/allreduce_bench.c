@@ -41,6 +41,27 @@ static void usage(FILE *out)
 /* Values whose sum over ranks is exact in float: small integers. */
 static float value(size_t i, int rank) { return (float)((i % 61) + 3 * rank); }
 
+static void print_columns(void)
+{
+    printf("# %12s %12s %6s %6s %12s %10s %10s %8s\n", "size", "count", "type", "redop", "time(us)", "algbw", "busbw",
+           "#wrong");
+}
+
+/* One line of the table: this rank's mean time and wrong elements at `count`
+ * floats, the slowest rank's time and the sum of wrong elements printed by
+ * rank 0. Collective; returns the wrong elements of all ranks. */
+static long long table_line(size_t count, double t, long long wrong)
+{
+    const int n = g_mpi.size;
+    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, g_mpi.comm);
+    MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
+    double b = (double)count * 4.0, algbw = t > 0 ? b / t / 1e9 : 0.0;
+    if (g_mpi.rank == 0)
+        printf("  %12.0f %12zu %6s %6s %12.2f %10.3f %10.3f %8lld\n", b, count, "float", "sum", t * 1e6, algbw,
+               allreduce_busbw(b, t, n) / 1e9, wrong);
+    return wrong;
+}
+
 /* One table: the sizes min_b, min_b x factor, ... of one GPU transport. */
 static long long gpu_table(int dev, const char *transport, const char *gpu, long long min_b, long long max_b,
                            long long factor, long long extra, long long iters, double bucket_mb)
@@ -68,21 +89,10 @@ static long long gpu_table(int dev, const char *transport, const char *gpu, long
     if (g_mpi.rank == 0) {
         printf("# mlpfbench allreduce-bench --device cuda --allreduce %s: %d rank(s), %s, bucket %g MiB, %lld "
                "iterations\n", transport, n, gpu, bucket_mb, iters);
-        printf("# %12s %12s %6s %6s %12s %10s %10s %8s\n", "size", "count", "type", "redop", "time(us)", "algbw",
-               "busbw", "#wrong");
+        print_columns();
     }
     long long total = 0;
-    for (int k = 0; k < n_sizes; k++) {
-        double t = sec[k];
-        long long w = wrong[k];
-        MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, g_mpi.comm);
-        MPI_Allreduce(MPI_IN_PLACE, &w, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
-        total += w;
-        double b = (double)counts[k] * 4.0, algbw = t > 0 ? b / t / 1e9 : 0.0;
-        if (g_mpi.rank == 0)
-            printf("  %12.0f %12zu %6s %6s %12.2f %10.3f %10.3f %8lld\n", b, counts[k], "float", "sum", t * 1e6, algbw,
-                   allreduce_busbw(b, t, n) / 1e9, w);
-    }
+    for (int k = 0; k < n_sizes; k++) total += table_line(counts[k], sec[k], wrong[k]);
     if (g_mpi.rank == 0) printf("# total wrong (%s): %lld\n", transport, total);
     return total;
 }
@@ -175,8 +185,7 @@ int cmd_allreduce_bench(int argc, char **argv)
     if (!buf) mlpf_fatal("cannot allocate %zu floats", max_count);
     if (rank == 0) {
         printf("# mlpfbench allreduce-bench: %d rank(s), bucket %g MiB, %lld iterations\n", n, bucket_mb, iters);
-        printf("# %12s %12s %6s %6s %12s %10s %10s %8s\n", "size", "count", "type", "redop", "time(us)",
-               "algbw", "busbw", "#wrong");
+        print_columns();
     }
     long long total_wrong = 0;
     for (long long bytes = min_b; bytes <= max_b; bytes *= factor) {
@@ -199,14 +208,7 @@ int cmd_allreduce_bench(int argc, char **argv)
             }
         }
         grad_allreduce_free(g);
-        double tmax = t / iters;
-        MPI_Allreduce(MPI_IN_PLACE, &tmax, 1, MPI_DOUBLE, MPI_MAX, g_mpi.comm);
-        MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, g_mpi.comm);
-        total_wrong += wrong;
-        double b = (double)count * 4.0, algbw = tmax > 0 ? b / tmax / 1e9 : 0.0;
-        if (rank == 0)
-            printf("  %12.0f %12zu %6s %6s %12.2f %10.3f %10.3f %8lld\n", b, count, "float", "sum",
-                   tmax * 1e6, algbw, allreduce_busbw(b, tmax, n) / 1e9, wrong);
+        total_wrong += table_line(count, t / iters, wrong);
     }
     if (rank == 0) printf("# total wrong: %lld\n", total_wrong);
     free(buf);

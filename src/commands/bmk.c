@@ -22,11 +22,9 @@
  *       copy that failed. Exit 0 when every copy succeeded with a score, else 1.
  */
 
-#include <cblas.h>
 #include <errno.h>
 #include <ftw.h>
 #include <hdf5.h>
-#include <hwloc.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -42,10 +40,6 @@
 #include "dataset.h"
 #include "gpu.h"
 #include "report.h"
-
-#ifndef GIT_COMMIT
-#define GIT_COMMIT "unknown"
-#endif
 
 int train_check_options(int argc, char **argv);
 
@@ -392,52 +386,13 @@ static const char *last_opt(int argc, char **argv, const char *opt, const char *
     return dflt;
 }
 
-static json_t *software_now(void)
-{
-    json_t *o = json_object();
-    char buf[MPI_MAX_LIBRARY_VERSION_STRING];
-    int len = 0;
-    MPI_Get_library_version(buf, &len);
-    buf[strcspn(buf, ",\n")] = '\0';
-    json_object_set_new(o, "mlpfbench", json_string(MLPF_VERSION));
-    json_object_set_new(o, "git_commit", json_string(GIT_COMMIT));
-    json_object_set_new(o, "compiler", json_string(__VERSION__));
-    json_object_set_new(o, "mpi", json_string(buf));
-    unsigned maj, min, rel;
-    H5get_libversion(&maj, &min, &rel);
-    snprintf(buf, sizeof buf, "%u.%u.%u", maj, min, rel);
-    json_object_set_new(o, "hdf5", json_string(buf));
-    unsigned hv = hwloc_get_api_version();
-    snprintf(buf, sizeof buf, "%u.%u.%u", hv >> 16, (hv >> 8) & 0xff, hv & 0xff);
-    json_object_set_new(o, "hwloc", json_string(buf));
-    json_object_set_new(o, "openblas", json_string(openblas_get_config()));
-    json_object_set_new(o, "jansson", json_string(JANSSON_VERSION));
-    return o;
-}
-
-static void cpu_name(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
-            char *p = strchr(line, ':') + 1;
-            p += strspn(p, " \t");
-            p[strcspn(p, "\n")] = '\0';
-            snprintf(buf, n, "%s", p);
-            break;
-        }
-    if (f) fclose(f);
-}
-
 /* wl-stats of a run of which no copy left a summary: every field the schema
  * asks for, empty, with the launch as far as it is known. */
 static json_t *empty_stats(int targc, char **targv)
 {
     json_t *s = json_object(), *vl = json_object();
     char cpu[256];
-    cpu_name(cpu, sizeof cpu);
+    report_cpu_model(cpu, sizeof cpu);
     long long batch = strtoll(last_opt(targc, targv, "--batch-size", "4"), NULL, 10);
     const char *names[] = {"total", "cls", "charge", "pt", "eta", "sin_phi", "cos_phi", "energy"};
     for (int k = 0; k < 8; k++) json_object_set_new(vl, names[k], json_array());
@@ -468,7 +423,7 @@ static json_t *empty_stats(int targc, char **targv)
     json_object_set_new(s, "achieved_flops", json_real(0));
     json_object_set_new(s, "per_node", json_array());
     json_object_set_new(s, "per_rank", json_array());
-    json_object_set_new(s, "software", software_now());
+    json_object_set_new(s, "software", report_software_json());
     return s;
 }
 

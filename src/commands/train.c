@@ -513,7 +513,6 @@ typedef struct {
     float *host_params; /* host copies, for checkpoints and checks */
     adam_state host_opt;
     checkpoint_header ck;
-    grad_allreduce *ar;
     reducer red;
     const char *transport; /* "mpi (host)", "nccl", "mpi (pinned host staging)" */
     int gpu;               /* this rank's CUDA device */
@@ -532,7 +531,7 @@ static void run_free(run_t *r)
     if (r->mon) gpumon_stop(r->mon, &fig.gpu);
     loader_free(r->lt);
     loader_free(r->lv);
-    grad_allreduce_free(r->ar);
+    grad_allreduce_free(r->red.host);
     if (r->have_backend) backend_destroy(&r->be);
     adam_free(&r->host_opt);
     free(r->host_params);
@@ -615,10 +614,7 @@ static int choose_device(run_t *r)
             free(node_pci);
             return 1;
         }
-        if (shared) { /* NCCL refuses two ranks on one GPU: the staging transport */
-            r->place.shared = 1;
-            if (!r->o.allreduce) r->o.allreduce = "mpi";
-        }
+        if (shared && !r->o.allreduce) r->o.allreduce = "mpi"; /* NCCL refuses two ranks on one GPU */
         if (!r->o.allreduce) r->o.allreduce = "nccl";
     }
     if (!r->o.allreduce) r->o.allreduce = "mpi";
@@ -1077,10 +1073,10 @@ int cmd_train(int argc, char **argv)
         }
     } else {
         r.transport = "mpi";
-        r.ar = grad_allreduce_create(r.be.grads_host, r.be.layout.total, (size_t)(o->bucket_mb * 1048576.0), g_mpi.comm);
-        r.red.host = r.ar;
+        r.red.host = grad_allreduce_create(r.be.grads_host, r.be.layout.total, (size_t)(o->bucket_mb * 1048576.0),
+                                           g_mpi.comm);
         r.be.grad_ready = on_grad_ready;
-        r.be.grad_ready_ctx = r.ar;
+        r.be.grad_ready_ctx = r.red.host;
     }
     int prefetch = g_mpi.threads_ok;
     r.lt = loader_create(&r.train, (int)o->batch_size, g_mpi.rank, g_mpi.size, (uint64_t)o->seed, 1, prefetch);

@@ -30,6 +30,18 @@ static int topo_counts(hwloc_topology_t t, binding_info *b)
     return b->n_cores > 0 ? 0 : -1;
 }
 
+/* The process's actual CPU set, as a list, into out->cpus. */
+static void read_binding(hwloc_topology_t t, binding_info *out)
+{
+    hwloc_bitmap_t cur = hwloc_bitmap_alloc();
+    char *s = NULL;
+    if (hwloc_get_cpubind(t, cur, HWLOC_CPUBIND_PROCESS) == 0 && hwloc_bitmap_list_asprintf(&s, cur) >= 0) {
+        snprintf(out->cpus, sizeof out->cpus, "%s", s);
+        free(s);
+    }
+    hwloc_bitmap_free(cur);
+}
+
 int binding_setup(int lr, int lsize, int apply, binding_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -57,13 +69,7 @@ int binding_setup(int lr, int lsize, int apply, binding_info *out)
             }
             hwloc_bitmap_free(set);
         }
-        hwloc_bitmap_t cur = hwloc_bitmap_alloc();
-        char *s = NULL;
-        if (hwloc_get_cpubind(t, cur, HWLOC_CPUBIND_PROCESS) == 0 && hwloc_bitmap_list_asprintf(&s, cur) >= 0) {
-            snprintf(out->cpus, sizeof out->cpus, "%s", s);
-            free(s);
-        }
-        hwloc_bitmap_free(cur);
+        read_binding(t, out);
     }
     hwloc_topology_destroy(t);
     return rc;
@@ -268,15 +274,7 @@ int binding_setup_gpu(int lr, int lsize, const char *const *node_pci, int apply,
             out->bound = 1;
         }
     }
-    if (hwloc_topology_is_thissystem(t)) {
-        hwloc_bitmap_t cur = hwloc_bitmap_alloc();
-        char *s = NULL;
-        if (hwloc_get_cpubind(t, cur, HWLOC_CPUBIND_PROCESS) == 0 && hwloc_bitmap_list_asprintf(&s, cur) >= 0) {
-            snprintf(out->cpus, sizeof out->cpus, "%s", s);
-            free(s);
-        }
-        hwloc_bitmap_free(cur);
-    }
+    if (hwloc_topology_is_thissystem(t)) read_binding(t, out);
     hwloc_bitmap_free(set);
     hwloc_topology_destroy(t);
     return rc;

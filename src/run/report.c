@@ -64,7 +64,7 @@ void report_timestamp(char *buf, int n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void cpu_model(char *buf, size_t n)
+void report_cpu_model(char *buf, size_t n)
 {
     snprintf(buf, n, "unknown");
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -336,7 +336,7 @@ static json_t *nodes_json(const rank_figures *r, int n, int *n_nodes, int *max_p
     return arr;
 }
 
-static json_t *software_json(void)
+json_t *report_software_json(void)
 {
     json_t *o = json_object();
     char buf[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -534,7 +534,7 @@ int report_write(const char *dir, const run_summary *s, int table)
         json_object_set_new(scores, "mean_epoch_time", json_real(mean_t));
     }
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    report_cpu_model(cpu, sizeof cpu);
     json_object_set_new(stats, "num_epochs", json_integer(s->epochs));
     json_object_set_new(stats, "epoch_times", darray(s->epoch_time, s->epochs));
     json_object_set_new(stats, "throughput_per_epoch", darray(s->throughput, s->epochs));
@@ -591,7 +591,7 @@ int report_write(const char *dir, const run_summary *s, int table)
     if (gt.gpus) json_object_set_new(stats, "gpu_energy", gpu_energy_json(s, &gt));
     json_object_set_new(stats, "per_node", nodes);
     json_object_set_new(stats, "per_rank", per_rank);
-    json_object_set_new(stats, "software", software_json());
+    json_object_set_new(stats, "software", report_software_json());
     json_object_set_new(stats, "blas", blas_core_json());
     json_object_set_new(stats, "build", build_json());
     json_object_set_new(stats, "command_line", json_string(s->command_line ? s->command_line : ""));
